@@ -1,0 +1,109 @@
+"""Weights as safetensors (never pickle), a JSON model card beside each, SHA-256 checked on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .model import FaceAE, ModelConfig, build_model
+
+SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+RETRAIN_HINT = "see README 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
+
+
+class WeightsError(RuntimeError):
+    """Shipped weights are missing, altered or unreadable."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_weights_dir() -> Path:
+    """The shipped weights, unless FACECOMP_WEIGHTS_DIR points elsewhere (tests, retrained runs)."""
+    return Path(os.environ.get("FACECOMP_WEIGHTS_DIR") or SHIPPED_WEIGHTS_DIR)
+
+
+def weights_path(kind: str, weights_dir: Path | None = None) -> Path:
+    return Path(weights_dir or default_weights_dir()) / f"{kind}.safetensors"
+
+
+def card_path(kind: str, weights_dir: Path | None = None) -> Path:
+    return Path(weights_dir or default_weights_dir()) / f"{kind}.json"
+
+
+def save_model(model: FaceAE, path: Path, card: dict | None = None) -> dict:
+    """Write the weights and, when a card is given, the card with the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Large tensors as float16 keep each file under 25 MB; they load back as float32.
+    state = {
+        k: (v.detach().half() if v.is_floating_point() and v.numel() > 4096 else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    save_file(state, str(path), metadata={"config": json.dumps(model.cfg.to_dict())})
+    if card is None:
+        return {}
+    card = dict(card, config=model.cfg.to_dict(), weights_file=path.name, sha256=sha256_file(path))
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def read_model(path: Path, config: dict | None = None) -> FaceAE:
+    """Build a model from a safetensors file (config from the card or the file's metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    cfg = ModelConfig.from_dict(config or json.loads(meta["config"]))
+    model = build_model(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+    return model.eval()
+
+
+def load_card(kind: str, weights_dir: Path | None = None) -> dict:
+    path = card_path(kind, weights_dir)
+    if not path.exists():
+        raise WeightsError(f"model card {path} is missing; {RETRAIN_HINT.format(kind=kind)}")
+    return json.loads(path.read_text())
+
+
+def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict]:
+    """The shipped model of `kind` and its card, after checking the weights' SHA-256."""
+    path = weights_path(kind, weights_dir)
+    card = load_card(kind, weights_dir)
+    if not path.exists():
+        raise WeightsError(f"weights file {path} is missing; {RETRAIN_HINT.format(kind=kind)}")
+    actual = sha256_file(path)
+    if actual != card["sha256"]:
+        raise WeightsError(
+            f"weights file {path} does not match its model card (SHA-256 {actual[:12]}..., "
+            f"expected {card['sha256'][:12]}...); restore it or {RETRAIN_HINT.format(kind=kind)}"
+        )
+    try:
+        model = read_model(path, card["config"])
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise WeightsError(f"cannot load {path}: {err}") from err
+    return model, card
+
+
+def tensors_to_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict) -> None:
+    """Save a flat dict of tensors with JSON metadata (used for resumable checkpoints)."""
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"json": json.dumps(metadata)})
+
+
+def tensors_from_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads((fh.metadata() or {})["json"])
+    return load_file(str(path)), meta
