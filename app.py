@@ -1,0 +1,42 @@
+"""FaceComp home: what it does, a live example, links, and which weights are loaded."""
+
+import streamlit as st
+
+from facecomp import demo, ui
+
+ui.page_setup("Home")
+models, cards = ui.models_or_stop()
+key = ui.weights_key()
+
+st.title("FaceComp")
+st.markdown(
+    "FaceComp squeezes a 128×128 colour face into **a few hundred bytes**: a neural encoder turns it into a short "
+    "list of numbers, which are quantised and entropy-coded into a real file.  \n"
+    "It compares a plain **autoencoder (AE)** with a **variational autoencoder (VAE)** on the same network, "
+    "and both against **JPEG, WebP and AVIF** squeezed into the same number of bytes.  \n"
+    "The VAE's smooth latent space also lets you **morph and edit faces** by moving sliders."
+)
+
+LATENT = 128
+example = next(iter(demo.BUILTIN_PHOTOS))
+crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=False)
+if crop_png is not None:
+    results = ui.compare(crop_png, LATENT, key, classic=())
+    st.subheader(f"Live example: {example}, latent size {LATENT}")
+    for col, res in zip(st.columns(len(results)), results):
+        with col:
+            ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")
+
+st.subheader("Explore")
+BLURBS = {
+    "Compare": "your photo against JPEG, WebP and AVIF",
+    "Latent explorer": "sliders, morphs and random faces",
+    "Benchmarks": "rate–distortion charts",
+    "How it works": "the ideas, for a talk",
+}
+for path, label, icon in ui.NAV[1:]:
+    st.page_link(path, label=f"**{label}**: {BLURBS[label]}", icon=icon)
+
+st.subheader("Loaded weights")
+st.dataframe(demo.card_rows(cards), hide_index=True)
+st.caption(f"From `{key}` (set FACECOMP_WEIGHTS_DIR to use others). SHA-256 verified on load.")

@@ -1,0 +1,226 @@
+"""The app's demo logic without Streamlit: built-in photos, face choice, and one
+"compare everything" function that the Home and Compare pages both call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from . import codec, metrics
+from .faces import CROP_SIZE, FaceBox, centre_crop, crop_face, detect_faces, load_image
+from .model import FaceAE
+from .visual import png_bytes, to_pil, to_tensor
+
+PIXELS = CROP_SIZE * CROP_SIZE
+CLASSIC_NAMES = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
+CLASSIC_EXT = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
+
+
+def _astronaut() -> bytes:
+    from skimage import data
+
+    return png_bytes(Image.fromarray(data.astronaut()))
+
+
+def _grace_hopper() -> bytes:
+    from matplotlib import cbook
+
+    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+
+
+# Real photos that ship inside installed packages: the demo works offline and we commit no photo.
+BUILTIN_PHOTOS: dict[str, Callable[[], bytes]] = {
+    "Astronaut (scikit-image)": _astronaut,
+    "Grace Hopper (matplotlib)": _grace_hopper,
+}
+
+
+def builtin_photo_bytes(name: str) -> bytes:
+    """The encoded bytes of a built-in photo, by its display name."""
+    return BUILTIN_PHOTOS[name]()
+
+
+@dataclass
+class Photo:
+    """A loaded photo and the faces found in it (largest first)."""
+
+    image: Image.Image
+    boxes: list[FaceBox]
+
+
+def open_photo(data: bytes) -> Photo:
+    """Load and detect; raises faces.ImageLoadError for unreadable or oversized files."""
+    image = load_image(data)
+    return Photo(image, detect_faces(image))
+
+
+def choose_crop(photo: Photo, face: int | None) -> Image.Image:
+    """The canonical crop of face number `face`, or a centred crop when `face` is None."""
+    if face is None or not photo.boxes:
+        return centre_crop(photo.image)
+    return crop_face(photo.image, photo.boxes[min(face, len(photo.boxes) - 1)])
+
+
+@dataclass
+class Result:
+    """One picture in the comparison row and what it cost."""
+
+    name: str
+    image: Image.Image | None  # None: the codec could not fit the budget
+    n_bytes: int | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    data: bytes | None = None  # the encoded file (.fcz, .jpg, ...)
+    file_name: str | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def bpp(self) -> float | None:
+        return None if self.n_bytes is None else 8 * self.n_bytes / PIXELS
+
+
+def _scored(name: str, crop_t: torch.Tensor, image: Image.Image, data: bytes, file_name: str, note: str) -> Result:
+    out = to_tensor(image)
+    return Result(
+        name=name,
+        image=image,
+        n_bytes=len(data),
+        psnr=metrics.psnr(crop_t, out),
+        ssim=metrics.ssim(crop_t, out),
+        data=data,
+        file_name=file_name,
+        note=note,
+    )
+
+
+def compare(
+    crop: Image.Image,
+    latent: int,
+    models: Mapping[str, FaceAE],
+    classic: Sequence[str] = codec.CLASSIC_FORMATS,
+    budget: int | None = None,
+    stem: str = "face",
+) -> list[Result]:
+    """The crop, then AE and VAE through the real codec, then each classic codec at the
+    highest quality that fits `budget` bytes (default: the larger of the AE and VAE files,
+    which favours the classic codecs slightly)."""
+    crop = crop.convert("RGB").resize((CROP_SIZE, CROP_SIZE)) if crop.size != (CROP_SIZE, CROP_SIZE) else crop
+    crop_t = to_tensor(crop)
+    lossless = png_bytes(crop)
+    results = [Result("Original", crop, len(lossless), data=lossless, file_name=f"{stem}.png", note="lossless PNG")]
+    learned = []
+    with torch.inference_mode():
+        for kind in ("ae", "vae"):
+            if kind not in models:
+                continue
+            packed = codec.compress(models[kind], crop_t, latent)
+            image = to_pil(codec.decompress(packed.data, dict(models)))
+            res = _scored(kind.upper(), crop_t, image, packed.data, f"{stem}_{kind}{latent}.fcz", f"latent {latent}")
+            res.extra["estimated_bytes"] = packed.estimated_bits / 8
+            results.append(res)
+            learned.append(len(packed.data))
+    if budget is None:
+        budget = max(learned) if learned else len(lossless)
+    for fmt in classic:
+        name = CLASSIC_NAMES.get(fmt, fmt)
+        found = codec.classic_within(crop, fmt, budget)
+        if found is None:
+            results.append(Result(name, None, note=f"cannot fit in {budget} bytes"))
+        else:
+            file_name = f"{stem}_q{found.quality}.{CLASSIC_EXT.get(fmt, fmt.lower())}"
+            results.append(_scored(name, crop_t, found.image, found.data, file_name, f"quality {found.quality}"))
+    return results
+
+
+def png_name(result: Result) -> str:
+    """A PNG file name for a result's decoded picture."""
+    base = (result.file_name or result.name).rsplit(".", 1)[0]
+    return f"{base}.png"
+
+
+def card_rows(cards: Mapping[str, dict]) -> list[dict]:
+    """One row per model card for the Home page's table of loaded weights."""
+    rows = []
+    for kind, card in cards.items():
+        val = card.get("validation_psnr") or {}
+        row = {
+            "model": kind.upper(),
+            "latent sizes": ", ".join(str(k) for k in card.get("latent_sizes", [])),
+            "epochs": card.get("epochs"),
+            "training minutes": card.get("training_minutes"),
+            "hardware": card.get("hardware"),
+        }
+        for size in sorted(val, key=int):
+            row[f"val PSNR @{size}"] = None if val[size] is None else round(float(val[size]), 2)
+        row["SHA-256"] = str(card.get("sha256", ""))[:12]
+        rows.append(row)
+    return rows
+
+
+def _calibrate_batchnorm(model: FaceAE) -> None:
+    """Batch-norm statistics from random inputs (no gradient step): an untrained decoder then
+    responds visibly to its code, so tests can see pictures change."""
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = None  # a plain average over the batches below
+            mod.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model.decode(torch.randn(32, model.cfg.max_latent))
+            model.encode(torch.rand(32, 3, CROP_SIZE, CROP_SIZE))
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = 0.1
+    model.eval()
+
+
+def write_untrained_weights(directory: Path, fitted: bool = True, seed: int = 0) -> Path:
+    """Untrained AE and VAE weights with model cards in `directory`, for tests and benchmarks of
+    the app's plumbing (they do not depend on the shipped files' quality).
+
+    `fitted` fills the VAE's explorer buffers with random orthonormal principal directions
+    and an age direction, so the fitted code paths run too.
+    """
+    from .model import LATENT_LADDER, ModelConfig, build_model
+    from .weights import save_model
+
+    directory = Path(directory)
+    for kind in ("ae", "vae"):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(kind=kind))
+        _calibrate_batchnorm(model)
+        if fitted and kind == "vae":
+            n_pcs, size = model.latent_pcs.shape
+            q, _ = torch.linalg.qr(torch.randn(size, n_pcs + 1))
+            model.latent_pcs.copy_(q[:, :n_pcs].T)
+            model.latent_pc_std.copy_(torch.linspace(2.0, 0.5, n_pcs))
+            model.age_direction.copy_(q[:, n_pcs])
+        history = [
+            {
+                "epoch": e,
+                "train": {"reconstruction": 0.05 / e, "kl": 0.01, "total": 0.05 / e + 0.001},
+                "val_psnr": {str(k): 12.0 + e + k / 256 for k in LATENT_LADDER},
+                "minutes": 0.5 * e,
+            }
+            for e in (1, 2, 3)
+        ]
+        card = {
+            "model": kind,
+            "latent_sizes": list(LATENT_LADDER),
+            "kl_weight": 0.001 if kind == "vae" else 0.0,
+            "training_data": "none: untrained weights for tests",
+            "epochs": 3,
+            "training_minutes": 1.5,
+            "hardware": "none",
+            "validation_psnr": history[-1]["val_psnr"],
+            "history": history,
+        }
+        save_model(model, directory / f"{kind}.safetensors", card=card)
+    return directory

@@ -1,0 +1,224 @@
+"""Streamlit glue shared by the pages: cached models and per-image work, the photo
+picker and the comparison row. The only facecomp module that imports Streamlit; the
+computations it caches live in demo, explore, visual and charts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from . import demo, explore
+from .faces import ImageLoadError
+from .model import FaceAE
+from .visual import draw_boxes, error_map, png_bytes, upscale
+from .weights import WeightsError, default_weights_dir, load_model
+
+ICON = "🗜️"
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+SOURCES = ("Built-in photo", "Upload", "Camera")
+RANDOM = "Random face (VAE prior)"
+
+
+NAV = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Compare.py", "Compare", ":material/compare:"),
+    ("pages/2_Latent_explorer.py", "Latent explorer", ":material/tune:"),
+    ("pages/3_Benchmarks.py", "Benchmarks", ":material/monitoring:"),
+    ("pages/4_How_it_works.py", "How it works", ":material/lightbulb:"),
+)
+
+
+def page_setup(title: str) -> None:
+    """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app")."""
+    st.set_page_config(page_title=f"FaceComp · {title}", page_icon=ICON, layout="wide")
+    with st.sidebar:
+        st.markdown("## FaceComp")
+        for path, label, icon in NAV:
+            st.page_link(path, label=label, icon=icon)
+
+
+# ---- models -------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the models…")
+def _load(weights_dir: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
+    models, cards = {}, {}
+    for kind in ("ae", "vae"):
+        model, card = load_model(kind, weights_dir)
+        models[kind], cards[kind] = model.eval(), card
+    return models, cards
+
+
+def weights_key() -> str:
+    """Cache key for everything computed with the current weights (tests switch directories)."""
+    return str(default_weights_dir())
+
+
+def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
+    """Both models and their cards; a missing or altered weights file ends the page with one message."""
+    try:
+        return _load(weights_key())
+    except WeightsError as err:
+        st.error(f"The model weights could not be loaded. {err}")
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers quiet
+
+
+# ---- cached per-image work (hashable arguments: bytes, ints, strings) ---------------
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _photo(data: bytes) -> demo.Photo:
+    return demo.open_photo(data)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _crop(data: bytes, face: int | None) -> bytes:
+    return png_bytes(demo.choose_crop(_photo(data), face))
+
+
+@st.cache_data(max_entries=64, show_spinner="Compressing…")
+def compare(
+    crop_png: bytes, latent: int, key: str, classic: tuple[str, ...] = ("JPEG", "WEBP", "AVIF")
+) -> list[demo.Result]:
+    """demo.compare on a crop given as PNG bytes."""
+    models, _ = _load(key)
+    return demo.compare(_png(crop_png), latent, models, classic)
+
+
+def _png(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img.convert("RGB")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def code_of(crop_png: bytes, key: str) -> np.ndarray:
+    """The VAE's full code of a crop."""
+    models, _ = _load(key)
+    return explore.encode(models["vae"], _png(crop_png)).numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def upscaled(png: bytes) -> bytes:
+    """A 128x128 PNG enlarged crisply for display."""
+    return png_bytes(upscale(_png(png)))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def heat(original_png: bytes, recon_png: bytes) -> bytes:
+    return png_bytes(error_map(_png(original_png), _png(recon_png)))
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing samples…")
+def samples(seed: int, n: int, columns: int, key: str) -> bytes:
+    models, _ = _load(key)
+    return png_bytes(explore.sample_grid(models["vae"], n, seed, columns))
+
+
+@st.cache_data(max_entries=16, show_spinner="Making the GIF…")
+def morph_gif(a: bytes, b: bytes, frames: int, key: str) -> bytes:
+    """The morph as an animated GIF; codes passed as float32 bytes so they hash."""
+    models, _ = _load(key)
+    za, zb = (torch.from_numpy(np.frombuffer(x, dtype=np.float32).copy()) for x in (a, b))
+    return explore.gif_bytes(explore.morph_frames(models["vae"], za, zb, frames))
+
+
+# ---- widgets ------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """Where the face comes from: photo bytes, or a seed for the prior."""
+
+    label: str
+    data: bytes | None = None
+    seed: int | None = None
+
+
+def photo_source(key: str, allow_random: bool = False, default: int = 0, seed: int = 7) -> Source | None:
+    """Radio over built-in / upload / camera (/ random); None until the user supplies a photo."""
+    options = list(SOURCES) + ([RANDOM] if allow_random else [])
+    choice = st.radio("Face from", options, index=default, horizontal=True, key=f"{key}_source")
+    if choice == "Built-in photo":
+        name = st.selectbox("Built-in photo", list(demo.BUILTIN_PHOTOS), key=f"{key}_builtin")
+        return Source(name, data=demo.builtin_photo_bytes(name))
+    if choice == "Upload":
+        # Rendered only when chosen: the camera likewise asks for permission only on demand.
+        up = st.file_uploader("Photo (JPEG, PNG or WebP)", type=UPLOAD_TYPES, key=f"{key}_upload")
+        return None if up is None else Source(up.name, data=up.getvalue())
+    if choice == "Camera":
+        shot = st.camera_input("Take a photo", key=f"{key}_camera")
+        return None if shot is None else Source("camera", data=shot.getvalue())
+    seed = int(st.number_input("Seed", 0, 1_000_000, seed, key=f"{key}_seed"))
+    return Source(f"random face, seed {seed}", seed=seed)
+
+
+def pick_crop(data: bytes, key: str, show_photo: bool | None = True, photo_width: int = 900) -> bytes | None:
+    """Detect faces, let the user choose one, and return its 128x128 crop as PNG bytes.
+
+    Unreadable or oversized files end in one st.error and None; no face offers a centred crop.
+    show_photo None: show the photo with its boxes only when there is a choice to make.
+    """
+    try:
+        photo = _photo(data)
+    except ImageLoadError as err:
+        st.error(f"That file could not be used as a photo: {err}")
+        return None
+    face: int | None = 0
+    if len(photo.boxes) > 1:
+        face = st.radio(
+            f"{len(photo.boxes)} faces found; pick one",
+            range(len(photo.boxes)),
+            format_func=lambda i: f"Face {i + 1}" + (" (largest)" if i == 0 else ""),
+            horizontal=True,
+            key=f"{key}_face",
+        )
+    elif not photo.boxes:
+        st.warning("No face found in this photo.")
+        if not st.checkbox("Use a centred crop instead", key=f"{key}_centre"):
+            return None
+        face = None
+    if show_photo or (show_photo is None and len(photo.boxes) != 1):
+        st.image(draw_boxes(photo.image, photo.boxes, face, photo_width), width="stretch")
+    return _crop(data, face)
+
+
+def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) -> None:
+    """One column of the comparison: picture, then bytes, bpp, PSNR, SSIM, downloads."""
+    st.markdown(f"### {res.name}")
+    if res.image is None:
+        st.image(upscale(Image.new("RGB", (128, 128), "#eeeeee")), width="stretch", output_format="PNG")
+        st.markdown(f"**{res.name} {res.note}**")
+        return
+    shown = res.image
+    if heatmap and res.name != "Original":
+        shown = _png(heat(original_png, png_bytes(res.image)))
+    # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
+    st.image(upscale(shown), width="stretch", output_format="PNG")
+    if res.name == "Original":
+        st.markdown(f"**{res.n_bytes:,} bytes** · {res.bpp:.2f} bpp  \n{res.note}")
+    else:
+        st.markdown(
+            f"**{res.n_bytes:,} bytes** · {res.bpp:.3f} bpp  \nPSNR **{res.psnr:.2f} dB**  \n"
+            f"SSIM **{res.ssim:.3f}**  \n{res.note}"
+        )
+        left, right = st.columns(2)
+        if res.data is not None and res.file_name and res.file_name.endswith(".fcz"):
+            left.download_button(
+                ".fcz", res.data, res.file_name, "application/octet-stream", key=f"{key}_fcz", on_click="ignore"
+            )
+        right.download_button(
+            "PNG", png_bytes(res.image), demo.png_name(res), "image/png", key=f"{key}_png", on_click="ignore"
+        )
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]

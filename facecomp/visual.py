@@ -1,0 +1,105 @@
+"""Pictures for people: tensor <-> PIL, crisp upscaling, face boxes, error heat maps.
+
+Pure PIL/numpy/torch (no Streamlit), so the app and scripts share one look.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .faces import FaceBox
+
+DISPLAY_SIZE = 512  # 128 x 4: an exact integer factor keeps every pixel square
+BOX_COLOURS = ("#00e676", "#ffca28", "#40c4ff", "#ff4081", "#b388ff")
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) float tensor in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """(3, H, W) or (1, 3, H, W) tensor in [0, 1] -> PIL RGB (rounded, not truncated)."""
+    if x.dim() == 4:
+        x = x[0]
+    arr = (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upscale(img: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:
+    """Nearest-neighbour enlargement: the audience sees the codec's real pixels, not a blur."""
+    if img.width == img.height == size:
+        return img
+    return img.resize((size, size), Image.Resampling.NEAREST)
+
+
+def fit_width(img: Image.Image, width: int = 900) -> Image.Image:
+    """A large photo shrunk for display (smooth filter: this one is not about pixels)."""
+    if img.width <= width:
+        return img
+    height = round(img.height * width / img.width)
+    return img.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizes
+        return ImageFont.load_default()
+
+
+def draw_boxes(img: Image.Image, boxes: Sequence[FaceBox], selected: int | None = 0, width: int = 900) -> Image.Image:
+    """The photo, shrunk to `width`, with every face box numbered; the selected one drawn thicker."""
+    shown = fit_width(img, width)
+    scale = shown.width / img.width
+    draw = ImageDraw.Draw(shown)
+    line = max(2, round(shown.width / 250))
+    font = _font(max(14, round(shown.width / 30)))
+    for i, box in enumerate(boxes):
+        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
+        x0, y0 = box.x * scale, box.y * scale
+        x1, y1 = (box.x + box.w) * scale, (box.y + box.h) * scale
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line * (2 if i == selected else 1))
+        label = str(i + 1)
+        text_h = draw.textbbox((0, 0), label, font=font)[3]
+        # Number above the box, or inside it when the box touches the top edge.
+        tx, ty = x0 + line, y0 - text_h - 2 * line if y0 >= text_h + 2 * line else y0 + line
+        bbox = draw.textbbox((tx, ty), label, font=font)
+        draw.rectangle(bbox, fill=colour)
+        draw.text((tx, ty), label, fill="black", font=font)
+    return shown
+
+
+def error_map(original: Image.Image, recon: Image.Image, max_error: float = 0.25) -> Image.Image:
+    """Per-pixel absolute error (mean over RGB) as an 'inferno' heat map; `max_error` maps to white-yellow."""
+    from matplotlib import colormaps
+
+    a = np.asarray(original.convert("RGB"), dtype=np.float32) / 255.0
+    b = np.asarray(recon.convert("RGB").resize(original.size), dtype=np.float32) / 255.0
+    err = np.abs(a - b).mean(axis=2) / max_error
+    rgba = colormaps["inferno"](np.clip(err, 0.0, 1.0))
+    return Image.fromarray((rgba[..., :3] * 255).round().astype(np.uint8), "RGB")
+
+
+def grid(images: Sequence[Image.Image], columns: int, gap: int = 4, background: str = "white") -> Image.Image:
+    """Equal-sized images tiled row by row."""
+    if not images:
+        raise ValueError("grid needs at least one image")
+    w, h = images[0].size
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap), background)
+    for i, img in enumerate(images):
+        sheet.paste(img, ((i % columns) * (w + gap), (i // columns) * (h + gap)))
+    return sheet

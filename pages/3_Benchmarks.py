@@ -1,0 +1,54 @@
+"""Benchmarks: rate-distortion, quality against latent size, histograms, training curves, noise."""
+
+import streamlit as st
+
+from facecomp import charts, ui
+from facecomp.model import LATENT_LADDER
+from facecomp.weights import WeightsError, load_card
+
+ui.page_setup("Benchmarks")
+st.title("Benchmarks")
+
+records = charts.load_evaluation()
+cards = {}
+for kind in ("ae", "vae"):
+    try:
+        cards[kind] = load_card(kind)
+    except WeightsError:
+        pass
+
+if not records:
+    st.info(
+        f"No evaluation yet: `{charts.evaluation_path()}` is missing. "
+        "Create it with `python -m facecomp evaluate DIR --json weights/evaluation.json`."
+    )
+else:
+    st.caption(
+        "Measured on held-out faces. Real bytes are the .fcz files' sizes; JPEG, WebP and AVIF are at the "
+        "highest quality that fits the same bytes. Hover for the numbers."
+    )
+    metric = st.segmented_control("Quality measure", ["psnr", "ssim"], default="psnr", format_func=str.upper)
+    metric = metric or "psnr"
+    left, right = st.columns(2)
+    left.plotly_chart(charts.rate_distortion(records, metric), theme=None, key="rd")
+    right.plotly_chart(charts.quality_vs_latent(records, metric), theme=None, key="latent")
+
+    st.subheader("Per-face distributions (the study's histograms)")
+    c1, c2, _ = st.columns([1, 2, 2])
+    model = c1.radio("Model", ["ae", "vae"], format_func=str.upper, horizontal=True, key="hist_model")
+    sizes = sorted({r["latent"] for r in records if r["model"] == model}) or list(LATENT_LADDER)
+    latent = c2.select_slider("Latent size", sizes, value=256 if 256 in sizes else sizes[-1], key="hist_latent")
+    for col, name in zip(st.columns(3), ("mse", "psnr", "ssim")):
+        col.plotly_chart(charts.histogram(records, model, latent, name), theme=None, key=f"hist_{name}")
+
+    left, right = st.columns(2)
+    right.plotly_chart(charts.noise_robustness(records), theme=None, key="noise")
+    with left:
+        st.subheader("All numbers")
+        st.dataframe(charts.summary_rows(records), hide_index=True)
+
+st.subheader("Training")
+if cards:
+    st.plotly_chart(charts.training_curves(cards), theme=None, key="training")
+else:
+    st.info("No model cards found, so no training curves.")

@@ -1,0 +1,231 @@
+"""Every page through streamlit.testing.v1.AppTest, on throwaway untrained weights.
+
+The pages run in-process, so these tests exercise the real page code, caches and widgets;
+what they look like is checked by tests/test_browser.py and its screenshots.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from appdata import ROOT, astronaut_png, make_weights_dir
+from streamlit.testing.v1 import AppTest
+
+from facecomp import ui
+
+PAGES = ["pages/1_Compare.py", "pages/2_Latent_explorer.py", "pages/3_Benchmarks.py", "pages/4_How_it_works.py"]
+TIMEOUT = 300  # generous: CI machines may be busy; a normal run takes seconds
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_weights_dir(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def use_weights(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(weights_dir))
+    return weights_dir
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def image_urls(at: AppTest) -> list[str]:
+    return [url for img in at.image for url in img.value]
+
+
+def text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# ---- every page renders -----------------------------------------------------------
+
+
+def test_home_renders_example_and_cards(use_weights: Path) -> None:
+    at = open_page()
+    assert_clean(at)
+    assert len(at.image) == 3  # the crop, AE and VAE of the live example
+    assert "bytes" in text(at)
+    assert len(at.get("page_link")) == 4 + len(ui.NAV)  # body links + sidebar menu
+    assert len(at.dataframe) == 1  # the loaded weights' cards
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(use_weights: Path, page: str) -> None:
+    assert_clean(open_page(page))
+
+
+def test_benchmarks_draws_every_chart(use_weights: Path) -> None:
+    at = open_page("pages/3_Benchmarks.py")
+    assert_clean(at)
+    # rate-distortion, latent, 3 histograms, noise, training
+    assert len(at.get("plotly_chart")) == 7
+    at.get("button_group")[0].set_value("ssim").run()
+    assert_clean(at)
+
+
+def test_benchmarks_without_evaluation_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(make_weights_dir(tmp_path, evaluation=False)))
+    at = open_page("pages/3_Benchmarks.py")
+    assert_clean(at)
+    assert any("No evaluation yet" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 1  # training curves from the cards still show
+
+
+def test_how_it_works_has_diagrams(use_weights: Path) -> None:
+    at = open_page("pages/4_How_it_works.py")
+    assert_clean(at)
+    assert len(at.get("graphviz_chart")) == 2
+    assert len(at.tabs) == 5
+
+
+def test_missing_weights_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(tmp_path))
+    at = open_page()
+    assert not at.exception
+    assert len(at.error) == 1 and "could not be loaded" in at.error[0].value
+
+
+# ---- Compare ------------------------------------------------------------------------
+
+
+def upload(at: AppTest, prefix: str, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    at.radio(key=f"{prefix}_source").set_value("Upload").run()
+    at.file_uploader(key=f"{prefix}_upload").set_value((name, data, mime))
+    return at.run()
+
+
+def test_compare_upload_of_real_photo_shows_every_codec(use_weights: Path) -> None:
+    at = upload(open_page("pages/1_Compare.py"), "compare", "astronaut.png", astronaut_png())
+    assert_clean(at)
+    # photo with boxes, then Original, AE, VAE, JPEG, WebP, AVIF
+    assert len(at.image) == 7
+    headings = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert headings == ["### Original", "### AE", "### VAE", "### JPEG", "### WebP", "### AVIF"]
+    body = text(at)
+    assert "PSNR" in body and "SSIM" in body and "bpp" in body
+    names = [b.proto.label for b in at.get("download_button")]
+    assert names.count(".fcz") == 2 and "PNG" in names
+
+
+def test_compare_latent_size_changes_output(use_weights: Path) -> None:
+    at = open_page("pages/1_Compare.py")
+    assert_clean(at)
+    before, before_text = image_urls(at), text(at)
+    at.select_slider(key="compare_latent").set_value(16).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert after[0] == before[0]  # same photo
+    assert after[2:4] != before[2:4]  # AE and VAE redrawn
+    assert text(at) != before_text  # sizes and scores changed
+
+
+def test_compare_heat_map_toggle(use_weights: Path) -> None:
+    at = open_page("pages/1_Compare.py")
+    before = image_urls(at)
+    at.toggle(key="compare_heatmap").set_value(True).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert after[1] == before[1]  # the original stays
+    assert after[2] != before[2]  # AE shown as its error map
+
+
+def test_compare_unreadable_upload_shows_one_error(use_weights: Path) -> None:
+    at = upload(open_page("pages/1_Compare.py"), "compare", "broken.jpg", b"this is not a photo", "image/jpeg")
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "could not be used as a photo" in at.error[0].value
+    assert len(at.image) == 0
+
+
+def test_compare_no_face_offers_centred_crop(use_weights: Path) -> None:
+    from PIL import Image
+
+    from facecomp.visual import png_bytes
+
+    blank = png_bytes(Image.new("RGB", (300, 200), (120, 160, 200)))
+    at = upload(open_page("pages/1_Compare.py"), "compare", "sky.png", blank)
+    assert_clean(at)
+    assert any("No face found" in w.value for w in at.warning)
+    assert len(at.image) == 0
+    at.checkbox(key="compare_centre").check().run()
+    assert_clean(at)
+    assert len(at.image) == 7
+
+
+def test_compare_grace_hopper_builtin(use_weights: Path) -> None:
+    at = open_page("pages/1_Compare.py")
+    at.selectbox(key="compare_builtin").set_value("Grace Hopper (matplotlib)").run()
+    assert_clean(at)
+    assert len(at.image) == 7
+
+
+# ---- Latent explorer -----------------------------------------------------------------
+
+
+def test_explorer_slider_move_changes_face(use_weights: Path) -> None:
+    at = open_page("pages/2_Latent_explorer.py")
+    assert_clean(at)
+    before = image_urls(at)
+    at.slider(key="explore_dir0").set_value(2.0).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert after[0] == before[0]  # start face unchanged
+    assert after[1] != before[1]  # edited face redrawn
+    at.button[0].click().run()  # reset
+    assert at.slider(key="explore_dir0").value == 0.0
+
+
+def test_explorer_age_slider_and_bias_note(use_weights: Path) -> None:
+    at = open_page("pages/2_Latent_explorer.py")
+    assert "biases" in "\n".join(c.value for c in at.caption)
+    before = image_urls(at)
+    at.slider(key="explore_age").set_value(-3.0).run()
+    assert_clean(at)
+    assert image_urls(at)[1] != before[1]
+
+
+def test_explorer_upload_and_morph(use_weights: Path) -> None:
+    at = upload(open_page("pages/2_Latent_explorer.py"), "explore", "astronaut.png", astronaut_png())
+    assert_clean(at)
+    before = image_urls(at)
+    at.slider(key="morph_t").set_value(0.9).run()
+    assert_clean(at)
+    after = image_urls(at)
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert len(changed) == 1  # only the in-between face
+    gifs = [b for b in at.get("download_button") if "GIF" in b.proto.label]
+    assert len(gifs) == 1
+
+
+def test_explorer_sample_seed_changes_grid(use_weights: Path) -> None:
+    at = open_page("pages/2_Latent_explorer.py")
+    before = image_urls(at)[-1]
+    at.number_input(key="grid_seed").set_value(5).run()
+    assert_clean(at)
+    assert image_urls(at)[-1] != before
+
+
+# ---- the shipped weights ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "vae.safetensors").exists(), reason="no shipped weights yet")
+def test_pages_with_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(ROOT / "weights"))
+    for page in [None, *PAGES]:
+        assert_clean(open_page(page))

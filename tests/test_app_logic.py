@@ -1,0 +1,136 @@
+"""The app's computations without Streamlit: facecomp.demo, explore, visual and charts."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from appdata import ASTRONAUT, fake_evaluation, make_weights_dir
+
+from facecomp import charts, demo, explore
+from facecomp.faces import FaceBox, ImageLoadError
+from facecomp.visual import draw_boxes, error_map, grid, png_bytes, to_pil, to_tensor, upscale
+from facecomp.weights import load_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = make_weights_dir(tmp_path_factory.mktemp("logic_weights"))
+    return {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")}
+
+
+@pytest.fixture(scope="module")
+def crop() -> Image.Image:
+    photo = demo.open_photo(demo.builtin_photo_bytes(ASTRONAUT))
+    assert len(photo.boxes) == 1
+    return demo.choose_crop(photo, 0)
+
+
+def test_builtin_photos_have_faces() -> None:
+    for name in demo.BUILTIN_PHOTOS:
+        photo = demo.open_photo(demo.builtin_photo_bytes(name))
+        assert photo.boxes, name
+        assert demo.choose_crop(photo, 0).size == (128, 128)
+        assert demo.choose_crop(photo, None).size == (128, 128)  # centred crop
+
+
+def test_unreadable_bytes_raise_typed_error() -> None:
+    with pytest.raises(ImageLoadError):
+        demo.open_photo(b"\x89PNG but not really")
+
+
+def test_compare_returns_every_codec(models: dict, crop: Image.Image) -> None:
+    results = demo.compare(crop, 64, models)
+    assert [r.name for r in results] == ["Original", "AE", "VAE", "JPEG", "WebP", "AVIF"]
+    budget = max(r.n_bytes for r in results[1:3])
+    for r in results[1:3]:
+        assert r.image.size == (128, 128) and r.file_name.endswith(".fcz")
+        assert r.bpp == pytest.approx(8 * r.n_bytes / 128**2)
+        assert 0 < r.psnr < 60 and -1 <= r.ssim <= 1
+    for r in results[3:]:
+        assert (r.image is None and str(budget) in r.note) or r.n_bytes <= budget
+
+
+def test_compare_classic_codecs_fit_a_generous_budget(models: dict, crop: Image.Image) -> None:
+    results = demo.compare(crop, 16, models, budget=3000)
+    for r in results[3:]:
+        assert r.image is not None and r.n_bytes <= 3000 and r.note.startswith("quality")
+
+
+def test_upscale_is_nearest_and_exact() -> None:
+    img = Image.new("RGB", (128, 128), "black")
+    img.putpixel((0, 0), (255, 0, 0))
+    big = upscale(img, 512)
+    assert big.size == (512, 512)
+    assert big.getpixel((3, 3)) == (255, 0, 0) and big.getpixel((4, 4)) == (0, 0, 0)
+
+
+def test_tensor_round_trip(crop: Image.Image) -> None:
+    assert np.array_equal(np.asarray(to_pil(to_tensor(crop))), np.asarray(crop))
+
+
+def test_error_map_and_boxes(crop: Image.Image) -> None:
+    heat = error_map(crop, Image.new("RGB", (128, 128), "gray"))
+    assert heat.size == (128, 128)
+    assert error_map(crop, crop).getpixel((5, 5)) == error_map(crop, crop).getpixel((100, 100))  # all zero error
+    photo = Image.new("RGB", (1200, 800), "white")
+    shown = draw_boxes(photo, [FaceBox(100, 100, 200, 200), FaceBox(600, 10, 100, 100)], selected=1, width=600)
+    assert shown.size == (600, 400)
+
+
+def test_slerp_endpoints_and_norm() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(512, generator=gen), torch.randn(512, generator=gen)
+    assert torch.allclose(explore.slerp(a, b, 0.0), a, atol=1e-5)
+    assert torch.allclose(explore.slerp(a, b, 1.0), b, atol=1e-5)
+    mid = explore.slerp(a, b, 0.5)
+    # The spherical path keeps the norm of Gaussian codes; the straight line shrinks it.
+    assert mid.norm() > ((a + b) / 2).norm() * 1.2
+    assert torch.allclose(explore.slerp(a, a, 0.3), a, atol=1e-5)
+
+
+def test_directions_move_and_age(models: dict) -> None:
+    vae, ae = models["vae"], models["ae"]
+    dirs = explore.directions(vae, 8)
+    assert len(dirs) == 8 and not dirs[0].note  # fitted by the test weights
+    assert explore.directions(ae, 4)[0].note  # unfitted: latent axes
+    age = explore.age_direction(vae)
+    assert age is not None and explore.age_direction(ae) is None
+    base = explore.prior_code(vae, 3)
+    moved = explore.move(base, dirs, [1.0] + [0.0] * 7)
+    assert torch.allclose(moved - base, dirs[0].std * dirs[0].vector, atol=1e-5)
+    assert torch.equal(explore.move(base, dirs, [0.0] * 8), base)
+
+
+def test_morph_gif_and_samples(models: dict, crop: Image.Image) -> None:
+    vae = models["vae"]
+    frames = explore.morph_frames(vae, explore.encode(vae, crop), explore.prior_code(vae, 1), 6)
+    assert len(frames) == 6 and frames[0].size == (128, 128)
+    gif = Image.open(io.BytesIO(explore.gif_bytes(frames, size=256)))
+    assert gif.format == "GIF" and gif.n_frames == 10 and gif.size == (256, 256)  # there and back
+    sheet = explore.sample_grid(vae, 6, seed=1, columns=3, size=64)
+    assert sheet.size == (3 * 64 + 2 * 4, 2 * 64 + 4)
+    assert grid([sheet], 1).size == sheet.size
+
+
+def test_charts_from_evaluation() -> None:
+    records = fake_evaluation()
+    assert len(charts.rate_distortion(records).data) == 4  # AE, VAE, WebP, AVIF (JPEG never fits)
+    assert len(charts.quality_vs_latent(records, "ssim").data) == 4
+    assert charts.histogram(records, "vae", 256, "psnr").data[0].y == (3, 10, 4)
+    assert len(charts.noise_robustness(records).data) == 2
+    rows = charts.summary_rows(records)
+    assert len(rows) == 12 and rows[0]["JPEG failed"] == 17
+    assert charts.bytes_table(records, (16, 512))[1]["float32 bytes"] == 2048
+    assert len(charts.study_comparison(records)) == 4 and len(charts.study_comparison(None)) == 2
+
+
+def test_png_bytes_is_lossless(crop: Image.Image) -> None:
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(crop))).convert("RGB")), np.asarray(crop))
