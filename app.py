@@ -23,7 +23,7 @@ crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=Fa
 if crop_png is not None:
     results = ui.compare(crop_png, LATENT, key, classic=())
     st.subheader(f"Live example: {example}, latent size {LATENT}")
-    for col, res in zip(st.columns(len(results)), results):
+    for col, res in zip(st.columns(len(results)), results, strict=True):
         with col:
             ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")
 

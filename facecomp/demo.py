@@ -200,7 +200,8 @@ def write_untrained_weights(directory: Path, fitted: bool = True, seed: int = 0)
             n_pcs, size = model.latent_pcs.shape
             q, _ = torch.linalg.qr(torch.randn(size, n_pcs + 1))
             model.latent_pcs.copy_(q[:, :n_pcs].T)
-            model.latent_pc_std.copy_(torch.linspace(2.0, 0.5, n_pcs))
+            # Large spreads: an untrained decoder barely reacts to small moves, and tests must see change.
+            model.latent_pc_std.copy_(torch.linspace(8.0, 2.0, n_pcs))
             model.age_direction.copy_(q[:, n_pcs])
         history = [
             {

@@ -31,6 +31,6 @@ with summary:
     st.metric("Byte budget for every codec", f"{budget} bytes", help="The larger of the AE and VAE files")
     st.metric("Raw crop (128×128×3)", f"{128 * 128 * 3:,} bytes")
     st.caption(f"{source.label}. JPEG, WebP and AVIF run at the highest quality that fits the budget.")
-for col, res in zip(st.columns(len(results)), results):
+for col, res in zip(st.columns(len(results)), results, strict=True):
     with col:
         ui.result_card(res, crop_png, heatmap, key=f"compare_{res.name}")

@@ -24,7 +24,7 @@ def face_code(source: ui.Source, prefix: str) -> tuple[np.ndarray | None, bytes 
 
 
 def face_png(code: np.ndarray) -> bytes:
-    return png_bytes(upscale(explore.decode(vae, torch.from_numpy(code))))
+    return ui.decoded_png(code.astype(np.float32).tobytes(), key)
 
 
 dirs = explore.directions(vae, N_SLIDERS)
@@ -40,6 +40,7 @@ def reset() -> None:
 @st.fragment
 def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
     """Start face, edited face and the sliders; a slider move reruns only this fragment."""
+    ui.inference_threads()
     start_col, edited_col, slider_col = st.columns([1, 1, 2], gap="medium")
     with slider_col:
         st.markdown("**Main directions of the VAE latent space** (±3 standard deviations)")
@@ -73,6 +74,7 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
 @st.fragment
 def morph(code: np.ndarray, label: str) -> None:
     """Spherical interpolation from the start face to a second face, and its GIF."""
+    ui.inference_threads()
     pick, a_col, t_col, b_col = st.columns(4, gap="medium")
     with pick:
         other = ui.photo_source("morph", allow_random=True, default=3, seed=42)
@@ -92,6 +94,7 @@ def morph(code: np.ndarray, label: str) -> None:
 
 @st.fragment
 def samples() -> None:
+    ui.inference_threads()
     seed_col, _ = st.columns([1, 3])
     seed = int(seed_col.number_input("Sample seed", 0, 1_000_000, 0, key="grid_seed"))
     st.image(ui.samples(seed, 12, 6, key), width="stretch", caption="12 codes drawn from N(0, I), decoded by the VAE")

@@ -38,7 +38,7 @@ else:
     model = c1.radio("Model", ["ae", "vae"], format_func=str.upper, horizontal=True, key="hist_model")
     sizes = sorted({r["latent"] for r in records if r["model"] == model}) or list(LATENT_LADDER)
     latent = c2.select_slider("Latent size", sizes, value=256 if 256 in sizes else sizes[-1], key="hist_latent")
-    for col, name in zip(st.columns(3), ("mse", "psnr", "ssim")):
+    for col, name in zip(st.columns(3), ("mse", "psnr", "ssim"), strict=True):
         col.plotly_chart(charts.histogram(records, model, latent, name), theme=None, key=f"hist_{name}")
 
     left, right = st.columns(2)

@@ -50,7 +50,8 @@ with arch:
         "so the comparison is fair.\n"
         "- **Nested latent**: training keeps a random *prefix* of the code (16 … 512 numbers). "
         "The first numbers learn the most important things, so **one model serves every size**.\n"
-        "- **Small and fast**: 24 → 256 channels, a few MB of weights; one face decodes in milliseconds on a laptop CPU."
+        "- **Small and fast**: 24 → 256 channels, a few MB of weights; "
+        "one face decodes in milliseconds on a laptop CPU."
     )
 with size:
     st.markdown(
@@ -65,7 +66,8 @@ with vae:
     st.markdown("**Reparameterisation trick**: sample through a formula, so gradients flow through μ and σ.")
     st.latex(
         r"\mathcal{L} = \underbrace{\lVert x - \hat x \rVert^2}_{\text{reconstruction}}"
-        r" + \beta\,\underbrace{\mathrm{KL}\big(\mathcal N(\mu,\sigma^2)\,\Vert\,\mathcal N(0, I)\big)}_{\text{keep codes near the prior}}"
+        r" + \beta\,\underbrace{\mathrm{KL}\big(\mathcal N(\mu,\sigma^2)\,\Vert\,\mathcal N(0, I)\big)}"
+        r"_{\text{keep codes near the prior}}"
     )
     blur, smooth = st.columns(2)
     blur.markdown(

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # AppTest runs the pages in-process: they import facecomp
-    sys.path.insert(0, str(ROOT))
 
 from facecomp.demo import builtin_photo_bytes, write_untrained_weights
 from facecomp.model import LATENT_LADDER
 
+ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = "Astronaut (scikit-image)"
 
 

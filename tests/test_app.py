@@ -6,16 +6,13 @@ what they look like is checked by tests/test_browser.py and its screenshots.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from appdata import ROOT, astronaut_png, make_weights_dir
 from streamlit.testing.v1 import AppTest
 
 from facecomp import ui
+from tests.appdata import ROOT, astronaut_png, make_weights_dir
 
 PAGES = ["pages/1_Compare.py", "pages/2_Latent_explorer.py", "pages/3_Benchmarks.py", "pages/4_How_it_works.py"]
 TIMEOUT = 300  # generous: CI machines may be busy; a normal run takes seconds
@@ -207,7 +204,7 @@ def test_explorer_upload_and_morph(use_weights: Path) -> None:
     at.slider(key="morph_t").set_value(0.9).run()
     assert_clean(at)
     after = image_urls(at)
-    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
     assert len(changed) == 1  # only the in-between face
     gifs = [b for b in at.get("download_button") if "GIF" in b.proto.label]
     assert len(gifs) == 1
@@ -229,3 +226,16 @@ def test_pages_with_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(ROOT / "weights"))
     for page in [None, *PAGES]:
         assert_clean(open_page(page))
+
+
+def test_compare_oversized_photo_shows_one_error(use_weights: Path) -> None:
+    from PIL import Image
+
+    from facecomp.faces import MAX_PIXELS
+    from facecomp.visual import png_bytes
+
+    side = int(MAX_PIXELS**0.5) + 100  # a small file (1-bit, compresses well) with too many pixels
+    huge = png_bytes(Image.new("1", (side, side)))
+    at = upload(open_page("pages/1_Compare.py"), "compare", "huge.png", huge)
+    assert not at.exception
+    assert len(at.error) == 1 and "limit" in at.error[0].value

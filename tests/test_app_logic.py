@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from appdata import ASTRONAUT, fake_evaluation, make_weights_dir
-
 from facecomp import charts, demo, explore
 from facecomp.faces import FaceBox, ImageLoadError
 from facecomp.visual import draw_boxes, error_map, grid, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
+from tests.appdata import ASTRONAUT, fake_evaluation, make_weights_dir
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from appdata import ROOT, astronaut_png, make_weights_dir
+from tests.appdata import ROOT, astronaut_png, make_weights_dir
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -141,6 +140,29 @@ def shoot(pg: object, path: Path) -> None:
     pg.set_viewport_size(size)
 
 
+def drag_slider(pg: object, label: str, dx: float) -> None:
+    """Drag a slider's thumb sideways with the mouse, as a user does (a drag commits on release)."""
+    slider = pg.locator('[data-testid="stSlider"]').filter(has=pg.get_by_role("slider", name=label))
+    box = slider.locator('div[style*="left"]').first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    pg.mouse.move(x, y)
+    pg.mouse.down()
+    pg.mouse.move(x + dx, y, steps=5)
+    pg.mouse.up()
+
+
+def drag_until_redrawn(pg: object, label: str, dx: float, image: int, timeout_ms: int = 60_000) -> None:
+    """Drag a slider and wait until image number `image` shows a new picture."""
+    before = images(pg)[image]
+    drag_slider(pg, label, dx)
+    pg.wait_for_function(
+        "([n, old]) => { const i = document.querySelectorAll('[data-testid=\"stImage\"] img'); "
+        "return i.length > n && i[n].src !== old && i[n].complete; }",
+        arg=[image, before],
+        timeout=timeout_ms,
+    )
+
+
 def test_home(page: object, server: str, shots: Path) -> None:
     page.goto(server)
     page.get_by_text("Live example").wait_for()
@@ -178,19 +200,12 @@ def test_explorer_slider(page: object, server: str, shots: Path) -> None:
     settle(page)
     before = images(page)
     shoot(page, shots / "5_explorer.png")
-    thumb = page.get_by_role("slider", name="Direction 1")
-    thumb.focus()
-    for _ in range(15):  # 15 steps of 0.1 sigma
-        page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "old => { const i = document.querySelectorAll('[data-testid=\"stImage\"] img'); "
-        "return i.length > 1 && i[1].src !== old; }",
-        arg=before[1],
-    )
+    drag_until_redrawn(page, "Direction 1", 40, image=1)
     settle(page)
     assert_no_exception(page)
     after = images(page)
     assert after[0] == before[0] and after[1] != before[1]
+    assert float(page.get_by_role("slider", name="Direction 1").get_attribute("value")) > 0.5
     shoot(page, shots / "6_explorer_moved.png")
 
 

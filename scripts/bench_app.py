@@ -1,0 +1,159 @@
+"""Benchmark the app: first page render after `streamlit run app.py`, and a slider move's redraw.
+
+    python scripts/bench_app.py [--weights DIR] [--moves 20]
+
+1. Cold start: starts `streamlit run app.py`, opens Home in headless Chromium (already
+   running, so its own start-up is not counted) and waits until the live example's images
+   have loaded and the script run is over. Prints seconds from the server's launch.
+2. Slider move, server time: the explorer page in-process (streamlit.testing AppTest), models
+   already held by st.cache_resource; each move re-runs the page script, timed around it.
+   A real browser re-runs only the slider fragment, so this is an upper bound.
+3. Slider move, browser round trip: mouse drag to the new image on screen, for reference.
+
+Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/ when present,
+else throwaway untrained weights (same network, same cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from tests.test_browser import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    drag_slider,
+    drag_until_redrawn,
+    free_port,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
+
+
+def pick_weights(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if os.environ.get("FACECOMP_WEIGHTS_DIR"):
+        return Path(os.environ["FACECOMP_WEIGHTS_DIR"])
+    if (ROOT / "weights" / "vae.safetensors").exists():
+        return ROOT / "weights"
+    from facecomp.demo import write_untrained_weights
+
+    print("no shipped weights: using untrained weights (same cost)")
+    return write_untrained_weights(Path(tempfile.mkdtemp(prefix="bench_weights_")))
+
+
+def wait_settled(pg, images: int) -> None:
+    pg.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length >= n",
+        arg=images,
+        timeout=120_000,
+    )
+    pg.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+
+
+def browser_bench(weights: Path, moves: int) -> dict[str, float | list[float]]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, float | list[float]] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1600, "height": 1000})
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.perf_counter()
+        proc = start_server(weights, port)
+        try:
+            wait_healthy(url, proc, 120)
+            out["server_ready_s"] = time.perf_counter() - t0
+            pg.goto(url)
+            wait_settled(pg, 3)
+            out["home_rendered_s"] = time.perf_counter() - t0
+
+            pg.goto(f"{url}/Latent_explorer")
+            wait_settled(pg, 6)
+            drag_until_redrawn(pg, "Direction 1", -30, image=1)  # warm-up
+            times, missed = [], 0
+            for i in range(moves):
+                label = f"Direction {1 + (i // 4) % 8}"  # 4 moves per slider, rightwards: every move a new value
+                before = pg.locator('[data-testid="stImage"] img').nth(1).get_attribute("src")
+                t = time.perf_counter()
+                drag_slider(pg, label, 15)
+                try:
+                    pg.wait_for_function(
+                        "old => { const i = document.querySelectorAll('[data-testid=\"stImage\"] img'); "
+                        "return i.length > 1 && i[1].src !== old && i[1].complete; }",
+                        arg=before,
+                        timeout=10_000,
+                    )
+                    times.append(time.perf_counter() - t)
+                except PlaywrightTimeout:
+                    missed += 1
+            out["slider_missed"] = missed
+            out["slider_round_trip_s"] = times
+        finally:
+            stop_server(proc)
+            browser.close()
+    return out
+
+
+def apptest_bench(weights: Path, moves: int) -> list[float]:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["FACECOMP_WEIGHTS_DIR"] = str(weights)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/2_Latent_explorer.py").run()
+    at.slider(key="explore_dir0").set_value(0.1).run()  # warm every cache once
+    times = []
+    for i in range(moves):
+        slider = at.slider(key="explore_dir0").set_value(round(0.1 * ((i % 20) - 10), 1))
+        t = time.perf_counter()
+        slider.run()
+        times.append(time.perf_counter() - t)
+        assert not at.exception, at.exception
+    return times
+
+
+def ms(values: list[float]) -> str:
+    return f"median {1000 * statistics.median(values):.0f} ms, min {1000 * min(values):.0f} ms, n={len(values)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", help="weights folder (default: see above)")
+    parser.add_argument("--moves", type=int, default=20, help="slider moves to time")
+    args = parser.parse_args()
+    weights = pick_weights(args.weights)
+    print(f"weights: {weights}")
+    import torch
+
+    print(f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}")
+
+    if Path(CHROMIUM).exists():
+        res = browser_bench(weights, args.moves)
+        print(f"cold start: server healthy after {res['server_ready_s']:.2f} s")
+        print(f"cold start: Home fully rendered {res['home_rendered_s']:.2f} s after `streamlit run app.py`")
+        trip = ms(res["slider_round_trip_s"])
+        print(f"slider move, browser round trip (fragment rerun + PNG + network + paint): {trip}")
+        if res["slider_missed"]:
+            print(f"  ({res['slider_missed']} drags did not redraw within 10 s and were not timed)")
+    else:
+        print(f"{CHROMIUM} missing: skipping the cold-start and round-trip measurements")
+    times = apptest_bench(weights, args.moves)
+    print(f"slider move, server time of a full explorer-page rerun (AppTest, models cached): {ms(times)}")
+
+
+if __name__ == "__main__":
+    main()
