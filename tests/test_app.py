@@ -239,3 +239,45 @@ def test_compare_oversized_photo_shows_one_error(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "huge.png", huge)
     assert not at.exception
     assert len(at.error) == 1 and "limit" in at.error[0].value
+
+
+def two_faces_png() -> bytes:
+    """Astronaut and Grace Hopper side by side: a real photo with two faces."""
+    from PIL import Image
+
+    from facecomp.demo import builtin_photo_bytes, open_photo
+    from facecomp.visual import png_bytes
+
+    names = ("Astronaut (scikit-image)", "Grace Hopper (matplotlib)")
+    left, right = (open_photo(builtin_photo_bytes(n)).image for n in names)
+    sheet = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (left.width, 0))
+    return png_bytes(sheet)
+
+
+def test_compare_several_faces_lets_the_user_pick(use_weights: Path) -> None:
+    at = upload(open_page("pages/1_Compare.py"), "compare", "two.png", two_faces_png())
+    assert_clean(at)
+    picker = at.radio(key="compare_face")
+    assert len(picker.options) >= 2
+    first = image_urls(at)[1]  # the crop
+    picker.set_value(1).run()
+    assert_clean(at)
+    assert image_urls(at)[1] != first
+
+
+def test_compare_camera_photo(use_weights: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from facecomp.demo import builtin_photo_bytes
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(builtin_photo_bytes("Grace Hopper (matplotlib)"))).save(buf, format="JPEG")
+    at = open_page("pages/1_Compare.py")
+    at.radio(key="compare_source").set_value("Camera").run()
+    at.camera_input(key="compare_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert_clean(at)
+    assert len(at.image) == 7
