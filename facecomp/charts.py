@@ -25,13 +25,24 @@ def evaluation_path(weights_dir: Path | None = None) -> Path:
     return Path(weights_dir or default_weights_dir()) / "evaluation.json"
 
 
-def load_evaluation(weights_dir: Path | None = None) -> list[dict] | None:
-    """The committed evaluation records, or None when there is no evaluation yet."""
+def read_evaluation(weights_dir: Path | None = None) -> dict | None:
+    """The committed evaluation as {"records": [...], "rate_distortion": {...}, ...}, or None."""
     path = evaluation_path(weights_dir)
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return data["records"] if isinstance(data, dict) and "records" in data else data
+    return data if isinstance(data, dict) else {"records": data}  # a bare list of records also works
+
+
+def load_evaluation(weights_dir: Path | None = None) -> list[dict] | None:
+    """The evaluation records (one per model and latent size), or None when there is no evaluation yet."""
+    data = read_evaluation(weights_dir)
+    return None if data is None else data.get("records")
+
+
+def _coded(r: dict, metric: str) -> float:
+    """Quality of the real .fcz file when the record has it (quantised), else of the float code."""
+    return r.get("codec", r)[metric]["mean"]
 
 
 def _records(records: list[dict], model: str) -> list[dict]:
@@ -54,9 +65,10 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, log_x: bool = False) -> 
     return fig
 
 
-def rate_distortion(records: list[dict], metric: str = "psnr") -> go.Figure:
-    """PSNR or SSIM against real bytes per face: AE and VAE per latent size, classic codecs
-    at the highest quality that fits the same budget."""
+def rate_distortion(records: list[dict], metric: str = "psnr", sweeps: dict | None = None) -> go.Figure:
+    """PSNR or SSIM against real bytes per face: AE and VAE per latent size (quality of the real
+    .fcz files), classic codecs at the highest quality that fits the same budget, and, from
+    `sweeps` (the evaluation's "rate_distortion"), each classic codec over its quality range."""
     label = "PSNR (dB)" if metric == "psnr" else "SSIM"
     fig = go.Figure()
     for model in ("ae", "vae"):
@@ -66,7 +78,7 @@ def rate_distortion(records: list[dict], metric: str = "psnr") -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=[r["bytes"]["real"] for r in rows],
-                y=[r[metric]["mean"] for r in rows],
+                y=[_coded(r, metric) for r in rows],
                 customdata=[[r["latent"], r["bytes"].get("estimated", float("nan"))] for r in rows],
                 mode="lines+markers",
                 name=model.upper(),
@@ -102,6 +114,28 @@ def rate_distortion(records: list[dict], metric: str = "psnr") -> go.Figure:
                 ),
             )
         )
+    for fmt, colour in CLASSIC_COLOURS.items():
+        points = sorted(
+            (p["bytes"], p[metric], p["quality"])
+            for p in (sweeps or {}).get("classic", [])
+            if p.get("format") == fmt and p.get(metric) is not None
+        )
+        if points:
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    customdata=[p[2] for p in points],
+                    mode="lines+markers",
+                    name=f"{CLASSIC_NAMES[fmt]}, quality 0–90",
+                    line={"color": colour, "dash": "dot"},
+                    marker={"size": 6},
+                    hovertemplate=(
+                        f"<b>{CLASSIC_NAMES[fmt]}</b> quality %{{customdata}}<br>%{{x:.0f}} bytes"
+                        f"<br>{label} %{{y:.3f}}<extra></extra>"
+                    ),
+                )
+            )
     return _layout(fig, f"{label} against real bytes per face", "bytes per 128×128 face (log)", label, log_x=True)
 
 
@@ -256,6 +290,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
             "latent": r["latent"],
             "bytes": round(r.get("bytes", {}).get("real", float("nan")), 1),
             "PSNR dB": round(r["psnr"]["mean"], 2),
+            ".fcz PSNR dB": round(_coded(r, "psnr"), 2),
             "SSIM": round(r["ssim"]["mean"], 3),
         }
         for fmt, name in CLASSIC_NAMES.items():
@@ -302,8 +337,8 @@ def study_comparison(records: list[dict] | None, latent: int = 256) -> list[dict
                 {
                     "": f"FaceComp {model.upper()} (colour, latent {latent})",
                     "bytes": f"{rec.get('bytes', {}).get('real', float('nan')):.0f} (real .fcz)",
-                    "PSNR dB": round(rec["psnr"]["mean"], 2),
-                    "SSIM": round(rec["ssim"]["mean"], 3),
+                    "PSNR dB": round(_coded(rec, "psnr"), 2),
+                    "SSIM": round(_coded(rec, "ssim"), 3),
                 }
             )
     return rows

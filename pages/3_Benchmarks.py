@@ -9,7 +9,8 @@ from facecomp.weights import WeightsError, load_card
 ui.page_setup("Benchmarks")
 st.title("Benchmarks")
 
-records = charts.load_evaluation()
+evaluation = charts.read_evaluation()
+records = evaluation.get("records") if evaluation else None
 cards = {}
 for kind in ("ae", "vae"):
     try:
@@ -30,7 +31,7 @@ else:
     metric = st.segmented_control("Quality measure", ["psnr", "ssim"], default="psnr", format_func=str.upper)
     metric = metric or "psnr"
     left, right = st.columns(2)
-    left.plotly_chart(charts.rate_distortion(records, metric), theme=None, key="rd")
+    left.plotly_chart(charts.rate_distortion(records, metric, evaluation.get("rate_distortion")), theme=None, key="rd")
     right.plotly_chart(charts.quality_vs_latent(records, metric), theme=None, key="latent")
 
     st.subheader("Per-face distributions (the study's histograms)")

@@ -16,8 +16,20 @@ def summary(mean: float) -> dict:
     return {"mean": mean, "median": mean, "std": 0.1 * abs(mean)}
 
 
-def fake_evaluation() -> list[dict]:
-    """Records of the shape `python -m facecomp evaluate` writes, with made-up numbers."""
+def fake_evaluation() -> dict:
+    """A dict of the shape `python -m facecomp evaluate` writes, with made-up numbers."""
+    return {"faces": 17, "records": fake_records(), "rate_distortion": {"fcz": [], "classic": fake_sweeps()}}
+
+
+def fake_sweeps() -> list[dict]:
+    return [
+        {"format": fmt, "quality": q, "bytes": base + 20 * q, "psnr": 22 + q / 10, "ssim": 0.6 + q / 300}
+        for fmt, base in (("JPEG", 980), ("WEBP", 360), ("AVIF", 510))
+        for q in (0, 10, 50, 90)
+    ]
+
+
+def fake_records() -> list[dict]:
     records = []
     for model, offset in (("ae", 1.0), ("vae", 0.0)):
         for i, k in enumerate(LATENT_LADDER):
@@ -31,6 +43,7 @@ def fake_evaluation() -> list[dict]:
                     "mse": summary(10 ** (-psnr / 10)),
                     "noisy": {"psnr": summary(psnr - 1), "ssim": summary(0.45 + 0.05 * i), "mse": summary(0.01)},
                     "bytes": {"real": 30.0 + 0.5 * k, "estimated": 29.0 + 0.5 * k},
+                    "codec": {"psnr": summary(psnr - 0.3), "ssim": summary(0.49 + 0.05 * i)},
                     "hist": {
                         "psnr": {"edges": [psnr - 2, psnr - 1, psnr, psnr + 1], "counts": [3, 10, 4]},
                         "ssim": {"edges": [0.4, 0.5, 0.6, 0.7], "counts": [2, 9, 6]},

@@ -117,8 +117,12 @@ def test_morph_gif_and_samples(models: dict, crop: Image.Image) -> None:
 
 
 def test_charts_from_evaluation() -> None:
-    records = fake_evaluation()
+    evaluation = fake_evaluation()
+    records = evaluation["records"]
     assert len(charts.rate_distortion(records).data) == 4  # AE, VAE, WebP, AVIF (JPEG never fits)
+    full = charts.rate_distortion(records, "psnr", evaluation["rate_distortion"])
+    assert len(full.data) == 4 + 3  # plus each classic codec's quality sweep
+    assert full.data[0].y[0] == pytest.approx(records[0]["codec"]["psnr"]["mean"])  # real-file quality
     assert len(charts.quality_vs_latent(records, "ssim").data) == 4
     assert charts.histogram(records, "vae", 256, "psnr").data[0].y == (3, 10, 4)
     assert len(charts.noise_robustness(records).data) == 2
