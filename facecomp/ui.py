@@ -5,7 +5,6 @@ computations it caches live in demo, explore, visual and charts.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ NAV = (
 
 
 INFERENCE_THREADS = 1
+_CSS = '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
 
 
 def inference_threads() -> None:
@@ -53,6 +53,8 @@ def page_setup(title: str) -> None:
     """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app")."""
     inference_threads()
     st.set_page_config(page_title=f"FaceComp · {title}", page_icon=ICON, layout="wide")
+    # Slimmer page margins: on a projector every pixel goes to the faces.
+    st.html(f"<style>{_CSS}</style>")
     with st.sidebar:
         st.markdown("## FaceComp")
         for path, label, icon in NAV:
@@ -236,12 +238,20 @@ def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) 
         left, right = st.columns(2)
         if res.data is not None and res.file_name and res.file_name.endswith(".fcz"):
             left.download_button(
-                ".fcz", res.data, res.file_name, "application/octet-stream", key=f"{key}_fcz", on_click="ignore"
+                ".fcz",
+                res.data,
+                res.file_name,
+                "application/octet-stream",
+                key=f"{key}_fcz",
+                on_click="ignore",
+                icon=":material/download:",
             )
         right.download_button(
-            "PNG", png_bytes(res.image), demo.png_name(res), "image/png", key=f"{key}_png", on_click="ignore"
+            "PNG",
+            png_bytes(res.image),
+            demo.png_name(res),
+            "image/png",
+            key=f"{key}_png",
+            on_click="ignore",
+            icon=":material/download:",
         )
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:12]
