@@ -18,24 +18,26 @@ st.markdown(
 )
 
 LATENT = 128
-example = next(iter(demo.BUILTIN_PHOTOS))
-crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=False)
-if crop_png is not None:
-    results = ui.compare(crop_png, LATENT, key, classic=())
-    st.subheader(f"Live example: {example}, latent size {LATENT}")
-    for col, res in zip(st.columns(len(results)), results, strict=True):
-        with col:
-            ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")
-
-st.subheader("Explore")
 BLURBS = {
     "Compare": "your photo against JPEG, WebP and AVIF",
     "Latent explorer": "sliders, morphs and random faces",
     "Benchmarks": "rate–distortion charts",
     "How it works": "the ideas, for a talk",
 }
-for path, label, icon in ui.NAV[1:]:
-    st.page_link(path, label=f"**{label}**: {BLURBS[label]}", icon=icon)
+example = next(iter(demo.BUILTIN_PHOTOS))
+st.subheader(f"Live example: {example}, latent size {LATENT}")
+*face_cols, links = st.columns([1, 1, 1, 1], gap="medium")
+crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=False)
+if crop_png is not None:
+    results = ui.compare(crop_png, LATENT, key, classic=())
+    for col, res in zip(face_cols, results, strict=True):
+        with col:
+            ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")
+with links:
+    st.markdown("### Explore")
+    for path, label, icon in ui.NAV[1:]:
+        st.page_link(path, label=f"**{label}**", icon=icon)
+        st.caption(BLURBS[label])
 
 st.subheader("Loaded weights")
 st.dataframe(demo.card_rows(cards), hide_index=True)
