@@ -3,6 +3,7 @@
 import streamlit as st
 
 from facecomp import demo, ui
+from facecomp.weights import default_weights_dir
 
 ui.page_setup("Home")
 models, cards = ui.models_or_stop()
@@ -41,4 +42,4 @@ with links:
 
 st.subheader("Loaded weights")
 st.dataframe(demo.card_rows(cards), hide_index=True)
-st.caption(f"From `{key}` (set FACECOMP_WEIGHTS_DIR to use others). SHA-256 verified on load.")
+st.caption(f"From `{default_weights_dir()}` (set FACECOMP_WEIGHTS_DIR to use others). SHA-256 verified on load.")

@@ -17,7 +17,7 @@ from . import demo, explore
 from .faces import ImageLoadError
 from .model import FaceAE
 from .visual import draw_boxes, error_map, png_bytes, upscale
-from .weights import WeightsError, default_weights_dir, load_model
+from .weights import WeightsError, default_weights_dir, load_model, weights_path
 
 ICON = "🗜️"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
@@ -65,7 +65,8 @@ def page_setup(title: str) -> None:
 
 
 @st.cache_resource(show_spinner="Loading the models…")
-def _load(weights_dir: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
+def _load(key: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
+    weights_dir = key.split("|", 1)[0]
     models, cards = {}, {}
     for kind in ("ae", "vae"):
         model, card = load_model(kind, weights_dir)
@@ -74,8 +75,16 @@ def _load(weights_dir: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
 
 
 def weights_key() -> str:
-    """Cache key for everything computed with the current weights (tests switch directories)."""
-    return str(default_weights_dir())
+    """Cache key for everything computed with the current weights: their folder (tests switch
+    folders) and the files' modification times (retrained weights replace the old ones)."""
+    folder = default_weights_dir()
+    stamps = []
+    for kind in ("ae", "vae"):
+        try:
+            stamps.append(str(weights_path(kind, folder).stat().st_mtime_ns))
+        except OSError:
+            stamps.append("missing")
+    return "|".join([str(folder), *stamps])
 
 
 def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
