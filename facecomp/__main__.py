@@ -59,6 +59,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_latents(args: argparse.Namespace) -> int:
+    from .latents import fit_and_save
+
+    card = fit_and_save(args.weights_file, args.data)
+    print(f"updated {args.weights_file} (SHA-256 {card['sha256'][:12]}...)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_cli
 
@@ -109,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("fit-latents", help="refit the codec/explorer statistics stored in a weights file")
+    p.add_argument("weights_file", type=Path)
+    p.add_argument("--data", type=Path, required=True, help="folder written by `prepare`")
+    p.set_defaults(func=cmd_fit_latents)
+
     p = sub.add_parser("evaluate", help="PSNR/SSIM/MSE and rate-distortion on a folder of crops")
     p.add_argument("data", type=Path, help="a folder of 128x128 crops, or a `prepare` cache (its validation split)")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N faces")
+    p.add_argument("--codec-faces", type=int, default=300, help="faces coded to .fcz, JPEG, WebP and AVIF")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compress", help="compress photos or crops to .fcz files")

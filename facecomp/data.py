@@ -121,6 +121,11 @@ class CropCache:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def ages(self) -> list[int | None]:
+        """Age labels (UTKFace file names) of the split's crops, in load_all order."""
+        records = json.loads((self.root / "index.json").read_text())["crops"]
+        return [records[i].get("age") for i in np.sort(self.indices)]
+
     def load_all(self) -> torch.Tensor:
         """The whole split as uint8 NCHW (small enough to keep in memory: 50 KB a face)."""
         return torch.from_numpy(np.ascontiguousarray(self.crops[np.sort(self.indices)])).permute(0, 3, 1, 2)

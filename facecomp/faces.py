@@ -61,9 +61,7 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     try:
         with Image.open(source) as img:
             if img.width * img.height > max_pixels:
-                raise ImageLoadError(
-                    f"image is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels"
-                )
+                raise ImageLoadError(f"image is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels")
             img = ImageOps.exif_transpose(img)
             img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:

@@ -155,7 +155,9 @@ class FaceAE(nn.Module):
         z = z * prefix_mask(k, x.shape[0], self.cfg.max_latent, x.device)
         return {"recon": self.decode(z), "z": z}
 
-    def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor, kl_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    def loss(
+        self, out: dict[str, torch.Tensor], target: torch.Tensor, kl_weight: float = 0.0
+    ) -> dict[str, torch.Tensor]:
         recon = F.mse_loss(out["recon"].float(), target)
         return {"reconstruction": recon, "total": recon}
 
@@ -183,7 +185,9 @@ class FaceVAE(FaceAE):
         z = self.reparameterize(mu, logvar) * mask
         return {"recon": self.decode(z), "z": z, "mu": mu, "logvar": logvar, "mask": mask}
 
-    def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor, kl_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    def loss(
+        self, out: dict[str, torch.Tensor], target: torch.Tensor, kl_weight: float = 0.0
+    ) -> dict[str, torch.Tensor]:
         """MSE per pixel plus kl_weight * KL per pixel.
 
         kl_weight = 2 sigma^2 is the ELBO of a Gaussian decoder with pixel noise sigma,

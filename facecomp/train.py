@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .data import CropCache
+from .latents import fit_and_save
 from .model import LATENT_LADDER, FaceAE, ModelConfig, build_model, psnr_from_mse, sample_prefix
 from .weights import read_model, save_model, tensors_from_file, tensors_to_file
 
@@ -148,9 +149,11 @@ def train(cfg: TrainConfig) -> Path:
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-5}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 1e-5}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
 
     steps_per_epoch = max(1, len(train_images) // cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -160,6 +163,9 @@ def train(cfg: TrainConfig) -> Path:
         if step < warmup:
             return cfg.lr * (step + 1) / warmup
         progress = (step - warmup) / max(1, total_steps - warmup)
+        if cfg.max_minutes:
+            # A time budget: the cosine ends at the deadline even on a busy machine.
+            progress = max(progress, (time.time() - started) / (60 * cfg.max_minutes))
         return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
     last_path, best_path = out / "last.ckpt.safetensors", out / "best.safetensors"
@@ -253,6 +259,7 @@ def train(cfg: TrainConfig) -> Path:
     }
     final = out / f"{cfg.model}.safetensors"
     save_model(best, final, card)
+    fit_and_save(final, Path(cfg.data))  # codec and explorer statistics, inside the same file
     print(f"wrote {final} ; validation PSNR " + ", ".join(f"{k}: {v:.2f} dB" for k, v in full_val.items()))
     return final
 

@@ -93,6 +93,7 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict
         model = read_model(path, card["config"])
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
+    model.weights_sha256 = actual  # .fcz files name the weights that made them
     return model, card
 
 

@@ -1,0 +1,325 @@
+"""The .fcz bitstream: a quantised latent, entropy-coded with constriction's ANS coder.
+
+Layout (8 bytes of overhead):
+  0-1  magic b"FZ"
+  2    format version (high 4 bits) | model kind (1 bit) | latent size as a ladder index (3 bits)
+  3-4  first two bytes of the SHA-256 of the weights that made the file
+  5    quantiser index q: step of dimension i is QSTEPS[q] / sqrt(gain_i)
+  6..  ANS payload, little-endian 32-bit words
+  -2   CRC-16 (CCITT) of everything before it
+
+Quantisation: dimension i is coded as round((z_i - mean_i) / step_i), its entropy
+model a Gaussian of std std_i / step_i discretised to integers. mean, std and the
+decoder gain live in the weights file (so its SHA-256 covers them). The step
+follows the decoder's sensitivity: every dimension then adds the same expected
+pixel error, the allocation that minimises MSE for a given rate.
+
+The file length is the payload length: there is no length field to lie, and a
+file is capped at MAX_FILE_BYTES before anything is allocated. Entropy decoding
+is exact integer arithmetic; the decoder network runs in float32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import binascii
+import io
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import constriction
+import numpy as np
+import torch
+from PIL import Image
+from scipy.special import ndtr
+
+from .model import FaceAE
+
+MAGIC = b"FZ"
+VERSION = 1
+KINDS = ("ae", "vae")
+HEADER_BYTES = 6
+CRC_BYTES = 2
+MAX_FILE_BYTES = 64 * 1024
+# Pixel-RMS error each dimension's quantisation adds (uniform noise: step^2 / 12),
+# on a geometric ladder of 64 levels from 0.0003 to 0.3.
+QSTEPS = np.geomspace(3e-4, 3e-1, 64)
+DEFAULT_Q = 24
+SYMBOL_BOUND = 4096  # symbols are clamped to +-this; the leaky model can code any of them
+MIN_STD = 0.01  # the entropy model's std floor, in steps
+
+
+class CodecError(ValueError):
+    """A .fcz file that cannot be decoded: one clear reason, never a garbage image."""
+
+
+@dataclass(frozen=True)
+class Compressed:
+    data: bytes
+    kind: str
+    latent: int
+    q: int
+    estimated_bits: float  # information content under the entropy model, header and CRC included
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * len(self.data) / (128 * 128)
+
+
+def weights_tag(model: FaceAE) -> bytes:
+    """The 2-byte weights hash written into each file (set by load_model from the card's SHA-256)."""
+    sha = getattr(model, "weights_sha256", None)
+    return bytes.fromhex(sha[:4]) if sha else b"\0\0"
+
+
+def _steps(model: FaceAE, latent: int, q: int) -> np.ndarray:
+    gain = model.latent_gain[:latent].double().cpu().numpy()
+    return QSTEPS[q] * np.sqrt(12.0) / np.sqrt(np.maximum(gain, 1e-12))
+
+
+def _entropy_model(model: FaceAE, latent: int, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    steps = _steps(model, latent, q)
+    mean = model.latent_mean[:latent].double().cpu().numpy()
+    std = np.maximum(model.latent_std[:latent].double().cpu().numpy() / steps, MIN_STD)
+    return mean, std, steps
+
+
+def _information_bits(symbols: np.ndarray, std: np.ndarray) -> float:
+    prob = ndtr((symbols + 0.5) / std) - ndtr((symbols - 0.5) / std)
+    return float(-np.log2(np.maximum(prob, 2.0**-24)).sum())
+
+
+def _quantise(model: FaceAE, code: np.ndarray, q: int) -> tuple[np.ndarray, float]:
+    latent = len(code)
+    mean, std, steps = _entropy_model(model, latent, q)
+    symbols = np.clip(np.round((code - mean) / steps), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
+    bits = _information_bits(symbols, std) + 8 * (HEADER_BYTES + CRC_BYTES)
+    return symbols, bits
+
+
+def _pack(model: FaceAE, latent: int, q: int, symbols: np.ndarray) -> bytes:
+    mean, std, _ = _entropy_model(model, latent, q)
+    coder = constriction.stream.stack.AnsCoder()
+    family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
+    coder.encode_reverse(symbols, family, np.zeros_like(std), std)
+    payload = coder.get_compressed().astype("<u4").tobytes()
+    ladder = model.cfg.ladder
+    header = MAGIC + bytes([VERSION << 4 | KINDS.index(model.cfg.kind) << 3 | ladder.index(latent)])
+    header += weights_tag(model) + bytes([q])
+    body = header + payload
+    return body + struct.pack(">H", binascii.crc_hqx(body, 0))
+
+
+@torch.inference_mode()
+def encode_latent(model: FaceAE, image: torch.Tensor) -> np.ndarray:
+    """The full code of one (3, 128, 128) image in [0, 1], as float64."""
+    return model.code(image.unsqueeze(0).float()).squeeze(0).double().cpu().numpy()
+
+
+def compress(
+    model: FaceAE, image: torch.Tensor, latent: int, q: int | None = None, max_bytes: int | None = None
+) -> Compressed:
+    """Compress one crop to .fcz bytes at latent size `latent`.
+
+    With `max_bytes`, the finest quantiser whose file fits is chosen (the coarsest if
+    none does); otherwise `q` (default DEFAULT_Q).
+    """
+    if latent not in model.cfg.ladder:
+        raise ValueError(f"latent size {latent} is not one of {model.cfg.ladder}")
+    code = encode_latent(model, image)[:latent]
+    return compress_code(model, code, q, max_bytes)
+
+
+def compress_code(model: FaceAE, code: np.ndarray, q: int | None = None, max_bytes: int | None = None) -> Compressed:
+    """Compress an already computed code (its length is the latent size)."""
+    latent = len(code)
+    if max_bytes is None:
+        candidates = [DEFAULT_Q if q is None else q]
+    else:
+        candidates = list(range(len(QSTEPS)))
+    result = None
+    for q_try in candidates:  # finest first: stop at the first file that fits
+        symbols, bits = _quantise(model, code, q_try)
+        data = _pack(model, latent, q_try, symbols)
+        result = Compressed(data, model.cfg.kind, latent, q_try, bits)
+        if max_bytes is None or len(data) <= max_bytes:
+            break
+    assert result is not None
+    return result
+
+
+def parse_header(data: bytes) -> tuple[str, int, bytes, int]:
+    """Validate a file's framing; returns (kind, ladder index, weights tag, q)."""
+    if not data:
+        raise CodecError("empty file")
+    if len(data) > MAX_FILE_BYTES:
+        raise CodecError(f"file is {len(data):,} bytes; a FaceComp file is at most {MAX_FILE_BYTES:,}")
+    if len(data) < HEADER_BYTES + CRC_BYTES:
+        raise CodecError(f"truncated file: {len(data)} bytes is shorter than the header")
+    if data[:2] != MAGIC:
+        raise CodecError("not a FaceComp .fcz file (wrong magic bytes)")
+    version, kind_bit, ladder_index = data[2] >> 4, (data[2] >> 3) & 1, data[2] & 7
+    if version != VERSION:
+        raise CodecError(f"unsupported format version {version} (this FaceComp reads version {VERSION})")
+    (crc,) = struct.unpack(">H", data[-2:])
+    if binascii.crc_hqx(data[:-2], 0) != crc:
+        raise CodecError("checksum mismatch: the file is corrupted or truncated")
+    if (len(data) - HEADER_BYTES - CRC_BYTES) % 4:
+        raise CodecError("corrupted payload: not a whole number of 32-bit words")
+    return KINDS[kind_bit], ladder_index, data[3:5], data[5]
+
+
+@torch.inference_mode()
+def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
+    """Decode .fcz bytes to a (3, 128, 128) image clamped to [0, 1]."""
+    kind, ladder_index, tag, q = parse_header(data)
+    if kind not in models:
+        raise CodecError(f"file was made by the {kind.upper()} model, which is not loaded")
+    model = models[kind]
+    if ladder_index >= len(model.cfg.ladder):
+        raise CodecError(f"invalid latent size index {ladder_index}")
+    if tag != weights_tag(model):
+        raise CodecError(
+            f"file was made by other weights (hash {tag.hex()}); the loaded {kind.upper()} weights are "
+            f"{weights_tag(model).hex()}"
+        )
+    latent = model.cfg.ladder[ladder_index]
+    mean, std, steps = _entropy_model(model, latent, q)
+    words = np.frombuffer(data[HEADER_BYTES:-CRC_BYTES], dtype="<u4").astype(np.uint32)
+    family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        symbols = coder.decode(family, np.zeros_like(std), std)
+    except (ValueError, RuntimeError, AssertionError) as err:
+        raise CodecError(f"corrupted payload: {err}") from err
+    if not coder.is_empty():
+        raise CodecError("corrupted payload: data left over after the latent")
+    code = torch.from_numpy(mean + symbols * steps).float().unsqueeze(0)
+    return model.decode(code).squeeze(0).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class ClassicResult:
+    fmt: str
+    quality: int
+    data: bytes
+    image: Image.Image
+
+
+def encode_classic(image: Image.Image, fmt: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    options = {"optimize": True} if fmt == "JPEG" else {}
+    image.save(buf, format=fmt, quality=quality, **options)
+    return buf.getvalue()
+
+
+def classic_within(image: Image.Image, fmt: str, max_bytes: int) -> ClassicResult | None:
+    """The highest quality (0-100) of JPEG, WEBP or AVIF whose file fits max_bytes, or None."""
+    best = None
+    lo, hi = 0, 100
+    while lo <= hi:  # file size grows with quality: binary search
+        mid = (lo + hi) // 2
+        data = encode_classic(image, fmt, mid)
+        if len(data) <= max_bytes:
+            best, lo = (mid, data), mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        return None
+    quality, data = best
+    return ClassicResult(fmt, quality, data, decode_classic(data))
+
+
+def decode_classic(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
+CLASSIC_FORMATS = ("JPEG", "WEBP", "AVIF")
+
+
+# ---- command line -------------------------------------------------------------------
+
+
+def _load_models(weights_dir: Path | None) -> dict[str, FaceAE]:
+    from .weights import load_model
+
+    return {kind: load_model(kind, weights_dir)[0] for kind in KINDS}
+
+
+def _as_crop(path: Path) -> Image.Image:
+    from .faces import CROP_SIZE, NoFaceFound, canonical_crop, centre_crop, load_image
+
+    img = load_image(path)
+    if img.size == (CROP_SIZE, CROP_SIZE):
+        return img
+    try:
+        return canonical_crop(img)[0]
+    except NoFaceFound:
+        print(f"warning: {path}: no face found, using a centred crop", file=sys.stderr)
+        return centre_crop(img)
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+
+
+def to_image(x: torch.Tensor) -> Image.Image:
+    return Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def compress_cli(args) -> int:
+    from .faces import ImageLoadError
+    from .weights import WeightsError, load_model
+
+    try:
+        model, _ = load_model(args.model, args.weights)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.latent not in model.cfg.ladder:
+        print(f"error: --latent must be one of {', '.join(map(str, model.cfg.ladder))}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for path in args.inputs:
+        try:
+            crop = _as_crop(path)
+        except ImageLoadError as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        result = compress(model, to_tensor(crop), args.latent)
+        target = args.out / f"{path.stem}.fcz"
+        target.write_bytes(result.data)
+        print(f"{target}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp")
+    return status
+
+
+def decompress_cli(args) -> int:
+    from .weights import WeightsError
+
+    try:
+        models = _load_models(args.weights)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for path in args.inputs:
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise CodecError(
+                    f"file is {path.stat().st_size:,} bytes; a FaceComp file is at most {MAX_FILE_BYTES:,}"
+                )
+            data = path.read_bytes()
+            image = decompress(data, models)
+        except (CodecError, OSError) as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        target = args.out / f"{path.stem}.png"
+        to_image(image).save(target)
+        print(f"{target}: from {len(data)} bytes, {8 * len(data) / (128 * 128):.4f} bpp")
+    return status

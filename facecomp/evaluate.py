@@ -1,0 +1,219 @@
+"""Evaluation: quality per model and latent size, noise robustness, and rate-distortion.
+
+Writes one JSON file that the app's benchmark page plots:
+  records           one per (model, latent): MSE/PSNR/SSIM statistics and histograms,
+                    the same under Gaussian input noise, the real .fcz bytes next to the
+                    entropy model's estimate, and JPEG/WebP/AVIF at the same bytes
+  rate_distortion   .fcz at several quantisers and classic codecs at several qualities
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .codec import (
+    CLASSIC_FORMATS,
+    DEFAULT_Q,
+    classic_within,
+    compress_code,
+    decode_classic,
+    decompress,
+    encode_classic,
+    to_image,
+    to_tensor,
+)
+from .metrics import histogram, mse, psnr, ssim, summary
+from .model import FaceAE
+
+NOISE_SIGMA = 0.1
+RD_QUANTISERS = (8, 16, 24, 32, 40, 48)
+RD_LATENTS = (64, 128, 256, 512)
+CLASSIC_QUALITIES = (0, 5, 10, 20, 30, 50, 70, 90)
+
+
+def _metrics(recon: torch.Tensor, clean: torch.Tensor) -> dict[str, list[float]]:
+    return {
+        "mse": [mse(r, c) for r, c in zip(recon, clean)],
+        "psnr": [psnr(r, c) for r, c in zip(recon, clean)],
+        "ssim": [ssim(r, c) for r, c in zip(recon, clean)],
+    }
+
+
+def _stats(values: dict[str, list[float]]) -> dict:
+    return {name: summary(v) for name, v in values.items()}
+
+
+@torch.inference_mode()
+def _codes(model: FaceAE, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.code(images[i : i + 128]) for i in range(0, len(images), 128)])
+
+
+@torch.inference_mode()
+def _decode(model: FaceAE, codes: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.decode(codes[i : i + 128]) for i in range(0, len(codes), 128)])
+
+
+def _classic_at(crops: list, budgets: list[int]) -> dict:
+    """Each classic codec at the highest quality that fits each face's own byte budget."""
+    out = {}
+    for fmt in CLASSIC_FORMATS:
+        scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "bytes": [], "quality": []}
+        failed = 0
+        for crop, budget in zip(crops, budgets):
+            found = classic_within(crop, fmt, budget)
+            if found is None:
+                failed += 1
+                continue
+            clean, decoded = to_tensor(crop), to_tensor(found.image)
+            scores["psnr"].append(psnr(decoded, clean))
+            scores["ssim"].append(ssim(decoded, clean))
+            scores["bytes"].append(len(found.data))
+            scores["quality"].append(found.quality)
+        out[fmt] = {k: (float(np.mean(v)) if v else None) for k, v in scores.items()} | {
+            "failed": failed,
+            "fitted": len(crops) - failed,
+        }
+    return out
+
+
+def _fcz(model: FaceAE, codes: torch.Tensor, images: torch.Tensor, latent: int, q: int) -> dict:
+    """Real .fcz files for every face: sizes, estimate, and the decoded quality."""
+    real, estimated, decoded = [], [], []
+    models = {model.cfg.kind: model}
+    for code in codes:
+        result = compress_code(model, code[:latent].double().numpy(), q)
+        real.append(len(result.data))
+        estimated.append(result.estimated_bits / 8)
+        decoded.append(decompress(result.data, models))
+    return {"real": real, "estimated": estimated, "metrics": _metrics(torch.stack(decoded), images)}
+
+
+def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int = 300, seed: int = 0) -> dict:
+    """Everything the benchmark page shows, for float (N, 3, 128, 128) crops in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    noisy = (images + NOISE_SIGMA * torch.randn(images.shape, generator=gen)).clamp(0, 1)
+    subset = images[:codec_faces]
+    crops = [to_image(x) for x in subset]
+    records = []
+    rd_fcz = []
+    for kind, model in models.items():
+        codes, noisy_codes = _codes(model, images), _codes(model, noisy)
+        for latent in tqdm(model.cfg.ladder, desc=f"evaluating {kind}", unit="size"):
+            clean = _metrics(_decode(model, codes[:, :latent]), images)
+            under_noise = _metrics(_decode(model, noisy_codes[:, :latent]), images)
+            fcz = _fcz(model, codes[:codec_faces], subset, latent, DEFAULT_Q)
+            records.append(
+                {
+                    "model": kind,
+                    "latent": latent,
+                    **_stats(clean),
+                    "noisy": _stats(under_noise),
+                    "hist": {name: histogram(v) for name, v in clean.items()},
+                    "bytes": {"real": float(np.mean(fcz["real"])), "estimated": float(np.mean(fcz["estimated"]))},
+                    "codec": _stats(fcz["metrics"]) | {"quantiser": DEFAULT_Q, "faces": len(subset)},
+                    "classic": _classic_at(crops, fcz["real"]),
+                }
+            )
+        for latent in RD_LATENTS:
+            for q in RD_QUANTISERS:
+                fcz = _fcz(model, codes[:codec_faces], subset, latent, q)
+                rd_fcz.append(
+                    {
+                        "model": kind,
+                        "latent": latent,
+                        "quantiser": q,
+                        "bytes": float(np.mean(fcz["real"])),
+                        "estimated_bytes": float(np.mean(fcz["estimated"])),
+                        "psnr": float(np.mean(fcz["metrics"]["psnr"])),
+                        "ssim": float(np.mean(fcz["metrics"]["ssim"])),
+                    }
+                )
+    rd_classic = []
+    for fmt in CLASSIC_FORMATS:
+        for quality in CLASSIC_QUALITIES:
+            sizes, psnrs, ssims = [], [], []
+            for crop, clean in zip(crops, subset):
+                data = encode_classic(crop, fmt, quality)
+                decoded = to_tensor(decode_classic(data))
+                sizes.append(len(data))
+                psnrs.append(psnr(decoded, clean))
+                ssims.append(ssim(decoded, clean))
+            rd_classic.append(
+                {
+                    "format": fmt,
+                    "quality": quality,
+                    "bytes": float(np.mean(sizes)),
+                    "median_bytes": float(np.median(sizes)),
+                    "psnr": float(np.mean(psnrs)),
+                    "ssim": float(np.mean(ssims)),
+                }
+            )
+    return {
+        "faces": len(images),
+        "codec_faces": len(subset),
+        "noise_sigma": NOISE_SIGMA,
+        "records": records,
+        "rate_distortion": {"fcz": rd_fcz, "classic": rd_classic},
+    }
+
+
+def load_eval_images(source: Path, limit: int | None = None) -> torch.Tensor:
+    """A folder of 128x128 crops, or a `prepare` cache (its validation split)."""
+    source = Path(source)
+    if (source / "split.json").exists():
+        from .data import CropCache
+
+        images = CropCache(source, "val").load_all().float() / 255
+    else:
+        from .data import load_crop_dir
+
+        images = load_crop_dir(source)[1]
+    return images[:limit] if limit else images
+
+
+def print_table(result: dict) -> None:
+    print(f"{result['faces']} faces (codec and classic codecs on the first {result['codec_faces']})")
+    print(
+        f"{'model':5} {'latent':>6} {'PSNR':>7} {'SSIM':>6} {'noisy':>7} {'bytes':>6} {'est.':>6} {'fcz PSNR':>8}"
+        f" {'JPEG':>11} {'WebP':>11} {'AVIF':>11}"
+    )
+    for r in result["records"]:
+        classic = []
+        for fmt in CLASSIC_FORMATS:
+            c = r["classic"][fmt]
+            classic.append(
+                f"{c['psnr']:5.2f} ({c['failed']:>3})" if c["psnr"] is not None else f"  -- ({c['failed']:>3})"
+            )
+        print(
+            f"{r['model']:5} {r['latent']:>6} {r['psnr']['mean']:7.2f} {r['ssim']['mean']:6.3f} "
+            f"{r['noisy']['psnr']['mean']:7.2f} {r['bytes']['real']:6.1f} {r['bytes']['estimated']:6.1f} "
+            f"{r['codec']['psnr']['mean']:8.2f} " + " ".join(classic)
+        )
+    print("classic columns: mean PSNR of the faces that fit the .fcz size (number that could not fit)")
+
+
+def evaluate_cli(args) -> int:
+    from .weights import WeightsError, load_model
+
+    try:
+        models = {kind: load_model(kind, args.weights)[0] for kind in ("ae", "vae")}
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    images = load_eval_images(args.data, args.limit)
+    started = time.time()
+    torch.set_grad_enabled(False)
+    result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)))
+    result["seconds"] = round(time.time() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print_table(result)
+    print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,64 @@
+"""Shared fixtures: real public-domain face photos shipped by installed packages, tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib import cbook
+from PIL import Image
+from skimage import data as skdata
+
+from facecomp.codec import DEFAULT_Q, QSTEPS
+from facecomp.latents import fit_latent_stats
+from facecomp.model import ModelConfig, build_model
+from facecomp.weights import save_model
+
+TINY_CHANNELS = (8, 8, 16, 16, 16)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skdata.astronaut())
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> Image.Image:
+    with cbook.get_sample_data("grace_hopper.jpg") as fh:
+        return Image.open(fh).convert("RGB")
+
+
+def generated_faces(n: int, seed: int = 0) -> torch.Tensor:
+    """Smooth random 128x128 images (N, 3, 128, 128) in [0, 1]: blobs on a gradient."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:128, 0:128] / 127.0
+    images = []
+    for _ in range(n):
+        colour = rng.uniform(0.2, 0.8, size=3)
+        cx, cy, r = rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65), rng.uniform(0.2, 0.35)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2))
+        img = colour[:, None, None] * blob + (0.3 * yy)[None] * rng.uniform(0.5, 1.0)
+        images.append(np.clip(img, 0, 1))
+    return torch.tensor(np.stack(images), dtype=torch.float32)
+
+
+def make_tiny_weights(folder: Path, seed: int = 0) -> Path:
+    """Untrained AE and VAE with fitted latent statistics and cards, like the shipped ones."""
+    torch.manual_seed(seed)
+    images = (generated_faces(16, seed) * 255).round().to(torch.uint8)
+    for kind in ("ae", "vae"):
+        model = build_model(ModelConfig(kind=kind, channels=TINY_CHANNELS)).eval()
+        fit_latent_stats(model, images, [None] * len(images), gain_faces=2)
+        # An untrained decoder barely reacts to its code, which would quantise every
+        # dimension to zero; pretend it is sensitive so files carry real symbols.
+        steps_wanted = model.latent_std / 20
+        model.latent_gain.copy_((QSTEPS[DEFAULT_Q] * 12**0.5 / steps_wanted) ** 2)
+        save_model(model, folder / f"{kind}.safetensors", card={"model": kind, "validation_psnr": {}})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_weights(tmp_path_factory.mktemp("weights"))

@@ -1,0 +1,180 @@
+"""The .fcz bitstream: round trips, the CLI, and every kind of bad input (fuzzed)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from facecomp.__main__ import main
+from facecomp.codec import (
+    MAX_FILE_BYTES,
+    CodecError,
+    classic_within,
+    compress,
+    decompress,
+    encode_classic,
+    to_image,
+)
+from facecomp.weights import load_model
+
+from .conftest import generated_faces
+
+
+@pytest.fixture(scope="module")
+def models(tiny_weights: Path) -> dict:
+    return {kind: load_model(kind, tiny_weights)[0] for kind in ("ae", "vae")}
+
+
+@pytest.fixture(scope="module")
+def valid_file(models) -> bytes:
+    return compress(models["ae"], generated_faces(1, seed=3)[0], latent=64, q=8).data
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+@pytest.mark.parametrize("latent", [16, 256, 512])
+def test_round_trip_is_deterministic_and_matches_the_quantised_code(models, kind: str, latent: int) -> None:
+    model = models[kind]
+    x = generated_faces(1, seed=1)[0]
+    first, second = compress(model, x, latent), compress(model, x, latent)
+    assert first.data == second.data
+    decoded = decompress(first.data, models)
+    assert decoded.shape == (3, 128, 128) and 0 <= decoded.min() and decoded.max() <= 1
+    assert torch.equal(decoded, decompress(first.data, models))
+    # Finer quantisation costs bytes and brings the decode closer to the unquantised one.
+    fine = compress(model, x, latent, q=0)
+    with torch.inference_mode():
+        exact = model.reconstruct(x.unsqueeze(0), latent)[0]
+    assert len(fine.data) >= len(first.data)
+    assert (decompress(fine.data, models) - exact).abs().max() <= (decoded - exact).abs().max() + 1e-6
+
+
+def test_byte_budget_picks_a_fitting_quantiser(models) -> None:
+    x = generated_faces(1, seed=2)[0]
+    loose = compress(models["ae"], x, 512, q=0)
+    budget = max(12, len(loose.data) // 2)
+    fitted = compress(models["ae"], x, 512, max_bytes=budget)
+    assert len(fitted.data) <= budget and fitted.q > 0
+
+
+def test_estimate_is_close_to_the_real_size(models) -> None:
+    x = generated_faces(1, seed=4)[0]
+    result = compress(models["vae"], x, 512, q=0)
+    assert abs(len(result.data) - result.estimated_bits / 8) <= max(4, 0.05 * len(result.data))
+
+
+def _bad_inputs(valid: bytes) -> dict[str, bytes]:
+    flipped = bytearray(valid)
+    flipped[len(valid) // 2] ^= 0x10
+    return {
+        "empty": b"",
+        "truncated": valid[:-3],
+        "header only": valid[:5],
+        "wrong magic": b"XX" + valid[2:],
+        "unknown version": valid[:2] + bytes([0xF0 | (valid[2] & 0x0F)]) + valid[3:],
+        "flipped bit": bytes(flipped),
+        "huge": valid + bytes(MAX_FILE_BYTES),
+    }
+
+
+def test_bad_files_raise_typed_errors(models, valid_file: bytes) -> None:
+    messages = {}
+    for name, data in _bad_inputs(valid_file).items():
+        with pytest.raises(CodecError) as err:
+            decompress(data, models)
+        messages[name] = str(err.value)
+    assert "empty" in messages["empty"]
+    assert "magic" in messages["wrong magic"]
+    assert "version 15" in messages["unknown version"]
+    assert "checksum" in messages["flipped bit"] and "checksum" in messages["truncated"]
+    assert "at most" in messages["huge"]
+
+
+def test_file_from_other_weights_is_rejected(models, valid_file: bytes) -> None:
+    from binascii import crc_hqx
+
+    body = valid_file[:3] + bytes([valid_file[3] ^ 0xFF]) + valid_file[4:-2]
+    forged = body + struct.pack(">H", crc_hqx(body, 0))
+    with pytest.raises(CodecError, match="other weights"):
+        decompress(forged, models)
+
+
+@settings(
+    max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_fuzzed_files_never_crash_hang_or_decode_to_garbage(models, valid_file: bytes, data) -> None:
+    mutated = bytearray(valid_file)
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "set", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(0, len(mutated) - 1)))
+        if action == "flip" and mutated:
+            mutated[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif action == "set" and mutated:
+            mutated[pos] = data.draw(st.integers(0, 255))
+        elif action == "cut":
+            del mutated[pos:]
+        else:
+            mutated[pos:pos] = data.draw(st.binary(min_size=1, max_size=64))
+    if bytes(mutated) == valid_file:
+        return
+    with pytest.raises(CodecError):
+        decompress(bytes(mutated), models)
+
+
+def test_cli_round_trip_and_error_exit(tmp_path: Path, tiny_weights: Path, astronaut: Image.Image, capsys) -> None:
+    astronaut.save(tmp_path / "astronaut.png")
+    to_image(generated_faces(1)[0]).save(tmp_path / "crop.png")
+    weights = ["--weights", str(tiny_weights)]
+    assert (
+        main(
+            [
+                "compress",
+                str(tmp_path / "astronaut.png"),
+                str(tmp_path / "crop.png"),
+                "--model",
+                "vae",
+                "--latent",
+                "128",
+                "--out",
+                str(tmp_path / "fcz"),
+                *weights,
+            ]
+        )
+        == 0
+    )
+    assert "bytes" in capsys.readouterr().out and (tmp_path / "fcz" / "astronaut.fcz").exists()
+    assert (
+        main(
+            [
+                "decompress",
+                *map(str, sorted((tmp_path / "fcz").glob("*.fcz"))),
+                "--out",
+                str(tmp_path / "png"),
+                *weights,
+            ]
+        )
+        == 0
+    )
+    assert Image.open(tmp_path / "png" / "astronaut.png").size == (128, 128)
+
+    (tmp_path / "bad.fcz").write_bytes(b"FZ\x10garbage")
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "bad.fcz"), "--out", str(tmp_path / "png"), *weights]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.fcz" in err and "Traceback" not in err
+
+
+def test_classic_codecs_fit_the_budget_or_say_they_cannot(astronaut: Image.Image) -> None:
+    crop = astronaut.resize((128, 128))
+    for fmt in ("JPEG", "WEBP", "AVIF"):
+        assert classic_within(crop, fmt, 40) is None  # below quality 0: cannot fit
+        found = classic_within(crop, fmt, 3000)
+        assert found is not None and len(found.data) <= 3000 and found.image.size == (128, 128)
+        if found.quality < 100:
+            assert len(encode_classic(crop, fmt, found.quality + 1)) > 3000

@@ -1,0 +1,104 @@
+"""Photo loading and the canonical crop, on real faces shipped by scikit-image and matplotlib."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecomp.__main__ import main
+from facecomp.faces import (
+    CROP_SIZE,
+    ImageLoadError,
+    NoFaceFound,
+    canonical_crop,
+    centre_crop,
+    crop_face,
+    detect_faces,
+    load_image,
+)
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_astronaut_face_is_found_where_it_is(astronaut: Image.Image) -> None:
+    boxes = detect_faces(astronaut)
+    assert boxes, "no face found in scikit-image's astronaut"
+    face = boxes[0]
+    # Eileen Collins' face sits around x 170-270, y 60-180 of the 512x512 photo.
+    assert 170 < face.x + face.w / 2 < 270
+    assert 60 < face.y + face.h / 2 < 180
+    assert boxes == sorted(boxes, key=lambda b: b.area, reverse=True)
+
+
+def test_canonical_crop_is_128_rgb_and_centred_on_the_face(grace_hopper: Image.Image) -> None:
+    crop, box = canonical_crop(grace_hopper)
+    assert crop.size == (CROP_SIZE, CROP_SIZE) and crop.mode == "RGB"
+    # The crop is the face: re-detecting on it finds a face filling most of it.
+    again = detect_faces(crop)
+    assert again and again[0].w > 0.6 * CROP_SIZE
+
+
+def test_crop_near_the_border_never_fails(astronaut: Image.Image) -> None:
+    box = detect_faces(astronaut)[0]
+    shifted = astronaut.crop((box.x + box.w // 3, 0, astronaut.width, astronaut.height))
+    for face in detect_faces(shifted) or [box]:
+        assert crop_face(shifted, face).size == (CROP_SIZE, CROP_SIZE)
+
+
+def test_no_face_is_a_typed_signal_with_a_centred_fallback() -> None:
+    blank = Image.new("RGB", (300, 200), (120, 160, 200))
+    with pytest.raises(NoFaceFound):
+        canonical_crop(blank)
+    assert centre_crop(blank).size == (CROP_SIZE, CROP_SIZE)
+
+
+def test_load_image_applies_exif_orientation(astronaut: Image.Image) -> None:
+    wide = astronaut.resize((200, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    buf = io.BytesIO()
+    wide.save(buf, format="JPEG", exif=exif)
+    loaded = load_image(buf.getvalue())
+    assert loaded.size == (100, 200) and loaded.mode == "RGB"
+
+
+def test_load_image_flattens_alpha_on_white() -> None:
+    rgba = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    loaded = load_image(_png(rgba))
+    assert loaded.mode == "RGB" and loaded.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_load_image_converts_any_mode() -> None:
+    for mode in ("L", "P", "CMYK", "I;16"):
+        img = Image.new(mode, (8, 8))
+        buf = io.BytesIO()
+        img.save(buf, format="TIFF")
+        assert load_image(buf.getvalue()).mode == "RGB"
+
+
+def test_load_image_rejects_garbage_and_bombs() -> None:
+    with pytest.raises(ImageLoadError):
+        load_image(b"this is not an image")
+    with pytest.raises(ImageLoadError):
+        load_image(b"")
+    big = _png(Image.new("L", (3000, 3000)))
+    with pytest.raises(ImageLoadError, match="limit"):
+        load_image(big, max_pixels=1_000_000)
+
+
+def test_crop_cli_writes_pngs_and_warns_without_a_face(tmp_path, astronaut, capsys) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    astronaut.save(src / "astronaut.jpg")
+    Image.fromarray(np.full((90, 120, 3), 200, np.uint8)).save(src / "wall.png")
+    assert main(["crop", str(src), "--out", str(tmp_path / "out")]) == 0
+    assert Image.open(tmp_path / "out" / "astronaut.png").size == (CROP_SIZE, CROP_SIZE)
+    assert Image.open(tmp_path / "out" / "wall.png").size == (CROP_SIZE, CROP_SIZE)
+    assert "wall.png: no face found" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""Models, weights files, a tiny end-to-end prepare + train, and the evaluation JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+
+from facecomp.__main__ import main
+from facecomp.codec import to_tensor
+from facecomp.data import is_validation
+from facecomp.evaluate import evaluate
+from facecomp.faces import canonical_crop
+from facecomp.metrics import psnr
+from facecomp.model import LATENT_LADDER, ModelConfig, build_model
+from facecomp.weights import WeightsError, load_model, save_model, weights_path
+
+from .conftest import TINY_CHANNELS, generated_faces
+
+SHIPPED = Path(__file__).resolve().parent.parent / "weights"
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae"])
+def test_shapes_ranges_and_nested_codes(kind: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, channels=TINY_CHANNELS))
+    x = generated_faces(4)
+    out = model(x, torch.tensor([16, 64, 256, 512]))
+    assert out["recon"].shape == x.shape
+    assert 0 <= out["recon"].min() and out["recon"].max() <= 1
+    # A latent size k keeps exactly the first k numbers of the code.
+    assert (out["z"][0, 16:] == 0).all() and (out["z"][2, 256:] == 0).all()
+    model.eval()
+    for k in LATENT_LADDER:
+        assert model.reconstruct(x, k).shape == x.shape
+    terms = model.loss(out, x, kl_weight=0.01)
+    expected = {"reconstruction", "total"} | ({"kl"} if kind == "vae" else set())
+    assert set(terms) == expected and torch.isfinite(terms["total"])
+
+
+def test_vae_encode_sample_and_reparameterise() -> None:
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(kind="vae", channels=TINY_CHANNELS)).eval()
+    mu, logvar = vae.encode(generated_faces(2))
+    assert mu.shape == logvar.shape == (2, 512)
+    samples = vae.sample(3, latent=64, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (3, 3, 128, 128) and 0 <= samples.min() and samples.max() <= 1
+    z1, z2 = vae.reparameterize(mu, logvar), vae.reparameterize(mu, logvar)
+    assert not torch.equal(z1, z2)
+
+
+def test_safetensors_round_trip_and_sha_check(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="ae", channels=TINY_CHANNELS)).eval()
+    card = save_model(model, tmp_path / "ae.safetensors", card={"model": "ae"})
+    assert (tmp_path / "ae.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+    loaded, loaded_card = load_model("ae", tmp_path)
+    assert loaded_card["sha256"] == card["sha256"]
+    x = generated_faces(2)
+    with torch.inference_mode():
+        # Weights are stored as float16; the reconstruction barely moves.
+        assert (loaded.reconstruct(x, 64) - model.reconstruct(x, 64)).abs().max() < 2e-2
+
+
+def test_altered_or_missing_weights_raise_a_clear_error(tmp_path: Path) -> None:
+    model = build_model(ModelConfig(kind="vae", channels=TINY_CHANNELS))
+    save_model(model, tmp_path / "vae.safetensors", card={"model": "vae"})
+    path = weights_path("vae", tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=r"vae\.safetensors.*facecomp train --model vae"):
+        load_model("vae", tmp_path)
+    path.unlink()
+    with pytest.raises(WeightsError, match=r"vae\.safetensors is missing"):
+        load_model("vae", tmp_path)
+
+
+def _photo_tree(root: Path, astronaut: Image.Image, grace: Image.Image) -> None:
+    """Variants of the two public-domain photos: crops, brightness, mirror."""
+    root.mkdir()
+    # File names picked so that the hash split puts 3 of the 24 on the validation side.
+    val_names = [n for n in (f"photo_{i:03d}.jpg" for i in range(200)) if is_validation(Path(n))][:3]
+    train_names = [n for n in (f"photo_{i:03d}.jpg" for i in range(200)) if not is_validation(Path(n))][:21]
+    for i, name in enumerate(val_names + train_names):
+        base = astronaut if i % 2 else grace
+        img = ImageEnhance.Brightness(base).enhance(0.8 + 0.02 * i)
+        if i % 3 == 0:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        img.save(root / name)
+    (root / "broken.jpg").write_bytes(b"not a jpeg")
+
+
+def test_prepare_then_train_one_tiny_epoch_and_resume(tmp_path: Path, astronaut, grace_hopper, capsys) -> None:
+    _photo_tree(tmp_path / "photos", astronaut, grace_hopper)
+    cache = tmp_path / "cache"
+    assert main(["prepare", str(tmp_path / "photos"), "--out", str(cache), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1: unreadable" in out
+    split = json.loads((cache / "split.json").read_text())
+    assert len(split["train"]) == 21 and len(split["val"]) == 3
+    # Prepared again: the cache is reused.
+    main(["prepare", str(tmp_path / "photos"), "--out", str(cache), "--workers", "1"])
+    assert "up to date" in capsys.readouterr().out
+
+    from facecomp.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        model="vae",
+        data=str(cache),
+        out=str(tmp_path / "runs"),
+        epochs=1,
+        batch_size=8,
+        channels=TINY_CHANNELS,
+        kl_weight=0.01,
+    )
+    final = train(cfg)
+    card = json.loads(final.with_suffix(".json").read_text())
+    assert card["epochs"] == 1 and set(card["validation_psnr"]) == {str(k) for k in LATENT_LADDER}
+    assert card["history"][0]["train"]["kl"] > 0
+    # A second run with more epochs resumes from the checkpoint instead of starting over.
+    cfg.epochs = 2
+    train(cfg)
+    assert "resuming vae from epoch 1" in capsys.readouterr().out
+
+
+def test_evaluation_json_has_one_record_per_model_and_size(tiny_weights: Path) -> None:
+    models = {kind: load_model(kind, tiny_weights)[0] for kind in ("ae", "vae")}
+    result = evaluate(generated_faces(3), models, codec_faces=2)
+    assert len(result["records"]) == 2 * len(LATENT_LADDER)
+    record = result["records"][0]
+    assert {"model", "latent", "psnr", "ssim", "mse", "noisy", "bytes", "classic", "codec", "hist"} <= set(record)
+    for stats in (record["psnr"], record["ssim"], record["mse"], record["noisy"]["psnr"]):
+        assert set(stats) == {"mean", "median", "std"}
+    assert set(record["classic"]) == {"JPEG", "WEBP", "AVIF"}
+    assert record["classic"]["JPEG"]["failed"] + record["classic"]["JPEG"]["fitted"] == 2
+    assert result["rate_distortion"]["fcz"] and result["rate_distortion"]["classic"]
+
+
+@pytest.mark.skipif(not (SHIPPED / "ae.json").exists(), reason="shipped weights not present")
+def test_shipped_weights_reconstruct_a_real_face(astronaut: Image.Image) -> None:
+    x = to_tensor(canonical_crop(astronaut)[0]).unsqueeze(0)
+    for kind in ("ae", "vae"):
+        model, card = load_model(kind)
+        assert card["sha256"] and card["validation_psnr"]
+        with torch.inference_mode():
+            small, large = psnr(model.reconstruct(x, 16)[0], x[0]), psnr(model.reconstruct(x, 256)[0], x[0])
+        assert large > 20 and large > small, (kind, small, large)
+
+
+def test_train_cli_exposes_the_study_options(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    for flag in ("--l1", "--l2", "--noise-sigma", "--kl-weight", "--model"):
+        assert flag in help_text
