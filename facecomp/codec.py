@@ -5,7 +5,7 @@ Layout (8 bytes of overhead):
   2    format version (high 4 bits) | model kind (1 bit) | latent size as a ladder index (3 bits)
   3-4  first two bytes of the SHA-256 of the weights that made the file
   5    quantiser index q: step of dimension i is QSTEPS[q] / sqrt(gain_i)
-  6..  ANS payload, little-endian 32-bit words
+  6..  ANS payload, little-endian 32-bit words, zero high bytes of the last one dropped
   -2   CRC-16 (CCITT) of everything before it
 
 Quantisation: dimension i is coded as round((z_i - mean_i) / step_i), its entropy
@@ -45,7 +45,7 @@ MAX_FILE_BYTES = 64 * 1024
 # Pixel-RMS error each dimension's quantisation adds (uniform noise: step^2 / 12),
 # on a geometric ladder of 64 levels from 0.0003 to 0.3.
 QSTEPS = np.geomspace(3e-4, 3e-1, 64)
-DEFAULT_Q = 24
+DEFAULT_Q = 8  # about 0.2 dB below the unquantised code (measured on validation faces)
 SYMBOL_BOUND = 4096  # symbols are clamped to +-this; the leaky model can code any of them
 MIN_STD = 0.01  # the entropy model's std floor, in steps
 
@@ -104,6 +104,9 @@ def _pack(model: FaceAE, latent: int, q: int, symbols: np.ndarray) -> bytes:
     family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
     coder.encode_reverse(symbols, family, np.zeros_like(std), std)
     payload = coder.get_compressed().astype("<u4").tobytes()
+    # The last word is the top of the ANS state; its high bytes are often zero. Dropping up
+    # to 3 of them saves ~1.4 bytes a file; the decoder pads back to whole words.
+    payload = payload[: len(payload) - min(3, len(payload) - len(payload.rstrip(b"\0")))]
     ladder = model.cfg.ladder
     header = MAGIC + bytes([VERSION << 4 | KINDS.index(model.cfg.kind) << 3 | ladder.index(latent)])
     header += weights_tag(model) + bytes([q])
@@ -165,8 +168,6 @@ def parse_header(data: bytes) -> tuple[str, int, bytes, int]:
     (crc,) = struct.unpack(">H", data[-2:])
     if binascii.crc_hqx(data[:-2], 0) != crc:
         raise CodecError("checksum mismatch: the file is corrupted or truncated")
-    if (len(data) - HEADER_BYTES - CRC_BYTES) % 4:
-        raise CodecError("corrupted payload: not a whole number of 32-bit words")
     return KINDS[kind_bit], ladder_index, data[3:5], data[5]
 
 
@@ -186,7 +187,9 @@ def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
         )
     latent = model.cfg.ladder[ladder_index]
     mean, std, steps = _entropy_model(model, latent, q)
-    words = np.frombuffer(data[HEADER_BYTES:-CRC_BYTES], dtype="<u4").astype(np.uint32)
+    payload = data[HEADER_BYTES:-CRC_BYTES]
+    payload += b"\0" * (-len(payload) % 4)
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
@@ -216,8 +219,11 @@ def encode_classic(image: Image.Image, fmt: str, quality: int) -> bytes:
 
 def classic_within(image: Image.Image, fmt: str, max_bytes: int) -> ClassicResult | None:
     """The highest quality (0-100) of JPEG, WEBP or AVIF whose file fits max_bytes, or None."""
-    best = None
-    lo, hi = 0, 100
+    lowest = encode_classic(image, fmt, 0)
+    if len(lowest) > max_bytes:  # common at our sizes: even the worst quality does not fit
+        return None
+    best = (0, lowest)
+    lo, hi = 1, 100
     while lo <= hi:  # file size grows with quality: binary search
         mid = (lo + hi) // 2
         data = encode_classic(image, fmt, mid)
@@ -225,8 +231,6 @@ def classic_within(image: Image.Image, fmt: str, max_bytes: int) -> ClassicResul
             best, lo = (mid, data), mid + 1
         else:
             hi = mid - 1
-    if best is None:
-        return None
     quality, data = best
     return ClassicResult(fmt, quality, data, decode_classic(data))
 
