@@ -16,22 +16,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_crop(args: argparse.Namespace) -> int:
     from .data import find_photos
-    from .faces import ImageLoadError, NoFaceFound, canonical_crop, centre_crop, load_image
+    from .faces import ImageLoadError, crop_or_centre, load_image
 
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in find_photos(args.inputs):
         try:
-            img = load_image(path)
+            crop, box = crop_or_centre(load_image(path))
         except ImageLoadError as err:
             print(f"{path}: {err}", file=sys.stderr)
             failed += 1
             continue
-        try:
-            crop, _ = canonical_crop(img)
-        except NoFaceFound:
+        if box is None:
             print(f"warning: {path}: no face found, using a centred crop", file=sys.stderr)
-            crop = centre_crop(img)
         crop.save(args.out / f"{path.stem}.png")
     return 2 if failed else 0
 

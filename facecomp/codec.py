@@ -35,6 +35,7 @@ from PIL import Image
 from scipy.special import ndtr
 
 from .model import FaceAE
+from .visual import to_pil, to_tensor
 
 MAGIC = b"FZ"
 VERSION = 1
@@ -253,24 +254,15 @@ def _load_models(weights_dir: Path | None) -> dict[str, FaceAE]:
 
 
 def _as_crop(path: Path) -> Image.Image:
-    from .faces import CROP_SIZE, NoFaceFound, canonical_crop, centre_crop, load_image
+    from .faces import CROP_SIZE, crop_or_centre, load_image
 
     img = load_image(path)
     if img.size == (CROP_SIZE, CROP_SIZE):
         return img
-    try:
-        return canonical_crop(img)[0]
-    except NoFaceFound:
+    crop, box = crop_or_centre(img)
+    if box is None:
         print(f"warning: {path}: no face found, using a centred crop", file=sys.stderr)
-        return centre_crop(img)
-
-
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
-
-
-def to_image(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+    return crop
 
 
 def compress_cli(args) -> int:
@@ -324,6 +316,6 @@ def decompress_cli(args) -> int:
             status = 2
             continue
         target = args.out / f"{path.stem}.png"
-        to_image(image).save(target)
+        to_pil(image).save(target)
         print(f"{target}: from {len(data)} bytes, {8 * len(data) / (128 * 128):.4f} bpp")
     return status

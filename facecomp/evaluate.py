@@ -26,11 +26,10 @@ from .codec import (
     decode_classic,
     decompress,
     encode_classic,
-    to_image,
-    to_tensor,
 )
 from .metrics import histogram, mse, psnr, ssim, summary
 from .model import FaceAE
+from .visual import to_pil, to_tensor
 
 NOISE_SIGMA = 0.1
 RD_QUANTISERS = (0, 4, 8, 12, 16, 24, 32)
@@ -100,7 +99,7 @@ def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int =
     gen = torch.Generator().manual_seed(seed)
     noisy = (images + NOISE_SIGMA * torch.randn(images.shape, generator=gen)).clamp(0, 1)
     subset = images[:codec_faces]
-    crops = [to_image(x) for x in subset]
+    crops = [to_pil(x) for x in subset]
     records = []
     rd_fcz = []
     for kind, model in models.items():

@@ -147,3 +147,11 @@ def canonical_crop(img: Image.Image, size: int = CROP_SIZE) -> tuple[Image.Image
 def source_side(box: FaceBox) -> float:
     """Side in source pixels of the square that `crop_face` resizes to 128."""
     return crop_square(box)[2]
+
+
+def crop_or_centre(img: Image.Image, size: int = CROP_SIZE) -> tuple[Image.Image, FaceBox | None]:
+    """The canonical crop of the largest face, or a centred crop (box None) when there is none."""
+    try:
+        return canonical_crop(img, size)
+    except NoFaceFound:
+        return centre_crop(img, size), None

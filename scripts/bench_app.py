@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,12 +43,7 @@ def pick_weights(arg: str | None) -> Path:
         return Path(arg)
     if os.environ.get("FACECOMP_WEIGHTS_DIR"):
         return Path(os.environ["FACECOMP_WEIGHTS_DIR"])
-    if (ROOT / "weights" / "vae.safetensors").exists():
-        return ROOT / "weights"
-    from facecomp.demo import write_untrained_weights
-
-    print("no shipped weights: using untrained weights (same cost)")
-    return write_untrained_weights(Path(tempfile.mkdtemp(prefix="bench_weights_")))
+    return ROOT / "weights"
 
 
 def wait_settled(pg, images: int) -> None:

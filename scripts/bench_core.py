@@ -20,8 +20,9 @@ from skimage import data as skdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facecomp.codec import compress, decompress, to_tensor  # noqa: E402
+from facecomp.codec import compress, decompress  # noqa: E402
 from facecomp.faces import canonical_crop  # noqa: E402
+from facecomp.visual import to_tensor  # noqa: E402
 from facecomp.weights import load_model  # noqa: E402
 
 

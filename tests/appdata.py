@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from facecomp.demo import builtin_photo_bytes, write_untrained_weights
-from facecomp.model import LATENT_LADDER
+import torch
+
+from facecomp.demo import builtin_photo_bytes
+from facecomp.faces import CROP_SIZE
+from facecomp.model import LATENT_LADDER, FaceAE, ModelConfig, build_model
+from facecomp.weights import save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = "Astronaut (scikit-image)"
@@ -69,3 +73,64 @@ def make_weights_dir(directory: Path, evaluation: bool = True) -> Path:
 def astronaut_png() -> bytes:
     """A real photo, encoded as PNG bytes (scikit-image ships it)."""
     return builtin_photo_bytes(ASTRONAUT)
+
+
+def _calibrate_batchnorm(model: FaceAE) -> None:
+    """Batch-norm statistics from random inputs (no gradient step): an untrained decoder then
+    responds visibly to its code, so tests can see pictures change."""
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = None  # a plain average over the batches below
+            mod.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model.decode(torch.randn(32, model.cfg.max_latent))
+            model.encode(torch.rand(32, 3, CROP_SIZE, CROP_SIZE))
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = 0.1
+    model.eval()
+
+
+def write_untrained_weights(directory: Path, fitted: bool = True, seed: int = 0) -> Path:
+    """Untrained AE and VAE weights with model cards in `directory`, for tests and benchmarks of
+    the app's plumbing (they do not depend on the shipped files' quality).
+
+    `fitted` fills the VAE's explorer buffers with random orthonormal principal directions
+    and an age direction, so the fitted code paths run too.
+    """
+    directory = Path(directory)
+    for kind in ("ae", "vae"):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(kind=kind))
+        _calibrate_batchnorm(model)
+        if fitted and kind == "vae":
+            n_pcs, size = model.latent_pcs.shape
+            q, _ = torch.linalg.qr(torch.randn(size, n_pcs + 1))
+            model.latent_pcs.copy_(q[:, :n_pcs].T)
+            # Large spreads: an untrained decoder barely reacts to small moves, and tests must see change.
+            model.latent_pc_std.copy_(torch.linspace(8.0, 2.0, n_pcs))
+            model.age_direction.copy_(q[:, n_pcs])
+        history = [
+            {
+                "epoch": e,
+                "train": {"reconstruction": 0.05 / e, "kl": 0.01, "total": 0.05 / e + 0.001},
+                "val_psnr": {str(k): 12.0 + e + k / 256 for k in LATENT_LADDER},
+                "minutes": 0.5 * e,
+            }
+            for e in (1, 2, 3)
+        ]
+        card = {
+            "model": kind,
+            "latent_sizes": list(LATENT_LADDER),
+            "kl_weight": 0.001 if kind == "vae" else 0.0,
+            "training_data": "none: untrained weights for tests",
+            "epochs": 3,
+            "training_minutes": 1.5,
+            "hardware": "none",
+            "validation_psnr": history[-1]["val_psnr"],
+            "history": history,
+        }
+        save_model(model, directory / f"{kind}.safetensors", card=card)
+    return directory

@@ -19,8 +19,8 @@ from facecomp.codec import (
     compress,
     decompress,
     encode_classic,
-    to_image,
 )
+from facecomp.visual import to_pil
 from facecomp.weights import load_model
 
 from .conftest import generated_faces
@@ -129,7 +129,7 @@ def test_fuzzed_files_never_crash_hang_or_decode_to_garbage(models, valid_file: 
 
 def test_cli_round_trip_and_error_exit(tmp_path: Path, tiny_weights: Path, astronaut: Image.Image, capsys) -> None:
     astronaut.save(tmp_path / "astronaut.png")
-    to_image(generated_faces(1)[0]).save(tmp_path / "crop.png")
+    to_pil(generated_faces(1)[0]).save(tmp_path / "crop.png")
     weights = ["--weights", str(tiny_weights)]
     assert (
         main(

@@ -10,12 +10,12 @@ import torch
 from PIL import Image, ImageEnhance
 
 from facecomp.__main__ import main
-from facecomp.codec import to_tensor
 from facecomp.data import is_validation
 from facecomp.evaluate import evaluate
 from facecomp.faces import canonical_crop
 from facecomp.metrics import psnr
 from facecomp.model import LATENT_LADDER, ModelConfig, build_model
+from facecomp.visual import to_tensor
 from facecomp.weights import WeightsError, load_model, save_model, weights_path
 
 from .conftest import TINY_CHANNELS, generated_faces
