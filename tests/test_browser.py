@@ -75,7 +75,10 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    weights = make_weights_dir(tmp_path_factory.mktemp("browser_weights"))
+    # What a user gets: the shipped weights (the app tests cover throwaway ones).
+    shipped = ROOT / "weights"
+    has_shipped = (shipped / "ae.json").exists() and (shipped / "vae.json").exists()
+    weights = shipped if has_shipped else make_weights_dir(tmp_path_factory.mktemp("browser_weights"))
     port = free_port()
     proc = start_server(weights, port)
     url = f"http://127.0.0.1:{port}"
