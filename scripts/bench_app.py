@@ -10,8 +10,7 @@
    A real browser re-runs only the slider fragment, so this is an upper bound.
 3. Slider move, browser round trip: mouse drag to the new image on screen, for reference.
 
-Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/ when present,
-else throwaway untrained weights (same network, same cost).
+Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/.
 """
 
 from __future__ import annotations
