@@ -11,7 +11,8 @@ key = ui.weights_key()
 
 st.title("FaceComp")
 st.markdown(
-    "FaceComp squeezes a 128×128 colour face into **well under a hundred bytes**: a neural encoder turns it into a short "
+    "FaceComp squeezes a 128×128 colour face into **well under a hundred bytes**: a neural encoder turns it "
+    "into a short "
     "list of numbers, which are quantised and entropy-coded into a real file.  \n"
     "It compares a plain **autoencoder (AE)** with a **variational autoencoder (VAE)** on the same network, "
     "and both against **JPEG, WebP and AVIF** squeezed into the same number of bytes.  \n"

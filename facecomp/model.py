@@ -9,7 +9,6 @@ dimensions are set to 0, which for the VAE is also the prior mean.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -219,7 +218,3 @@ def sample_prefix(n: int, ladder: tuple[int, ...], generator: torch.Generator | 
     """A latent size per sample, uniform over the ladder in log scale."""
     idx = torch.randint(len(ladder), (n,), generator=generator)
     return torch.tensor(ladder)[idx]
-
-
-def psnr_from_mse(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .data import CropCache
 from .latents import fit_and_save
-from .model import LATENT_LADDER, FaceAE, ModelConfig, build_model, psnr_from_mse, sample_prefix
+from .model import LATENT_LADDER, FaceAE, ModelConfig, build_model, sample_prefix
 from .weights import read_model, save_model, sha256_file, tensors_from_file, tensors_to_file
 
 # Chosen from the sweep in the README: the most face-like prior samples, no PSNR lost yet.
@@ -236,7 +236,6 @@ def train(cfg: TrainConfig) -> Path:
             "epoch": epoch + 1,
             "train": {name: total / done for name, total in sums.items()},
             "val_psnr": {str(k): round(v, 3) for k, v in val_psnr.items()},
-            "val_mse_256": 10 ** (-val_psnr[256] / 10) if 256 in val_psnr else None,
             "minutes": round((time.time() - started) / 60, 2),
         }
         meta["history"].append(record)
@@ -278,6 +277,3 @@ def train(cfg: TrainConfig) -> Path:
     fit_and_save(final, Path(cfg.data))  # codec and explorer statistics, inside the same file
     print(f"wrote {final} ; validation PSNR " + ", ".join(f"{k}: {v:.2f} dB" for k, v in full_val.items()))
     return final
-
-
-__all__ = ["TrainConfig", "train", "pick_device", "validate", "psnr_from_mse"]
