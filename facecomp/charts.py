@@ -244,7 +244,8 @@ def training_curves(cards: dict[str, dict]) -> go.Figure:
                     x=epochs,
                     y=[10 ** (-v[top] / 10) if top in v else None for v in val],
                     mode="lines+markers",
-                    name=f"{kind.upper()} validation MSE (latent {top})",
+                    # Cards keep mean PSNR per epoch; 10^(-PSNR/10) is the MSE at that PSNR.
+                    name=f"{kind.upper()} validation MSE at mean PSNR (latent {top})",
                     line={"color": colour, "dash": "dash"},
                     hovertemplate=f"{kind.upper()} epoch %{{x}}<br>validation MSE %{{y:.5f}}<extra></extra>",
                 )
