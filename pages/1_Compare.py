@@ -31,6 +31,8 @@ with summary:
     st.metric("Byte budget for every codec", f"{budget} bytes", help="The larger of the AE and VAE files")
     st.metric("Raw crop (128×128×3)", f"{128 * 128 * 3:,} bytes")
     st.caption(f"{source.label}. JPEG, WebP and AVIF run at the highest quality that fits the budget.")
-for col, res in zip(st.columns(len(results)), results, strict=True):
-    with col:
-        ui.result_card(res, crop_png, heatmap, key=f"compare_{res.name}")
+PER_ROW = 3  # two rows of three: pictures large enough for the back of a room
+for start in range(0, len(results), PER_ROW):
+    for col, res in zip(st.columns(PER_ROW, gap="large"), results[start : start + PER_ROW]):
+        with col:
+            ui.result_card(res, crop_png, heatmap, key=f"compare_{res.name}")
