@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from scipy.special import ndtr
 
+from .faces import load_image
 from .model import FaceAE
 from .visual import to_pil, to_tensor
 
@@ -91,16 +92,11 @@ def _information_bits(symbols: np.ndarray, std: np.ndarray) -> float:
     return float(-np.log2(np.maximum(prob, 2.0**-24)).sum())
 
 
-def _quantise(model: FaceAE, code: np.ndarray, q: int) -> tuple[np.ndarray, float]:
+def _encode(model: FaceAE, code: np.ndarray, q: int) -> Compressed:
+    """Quantise a code with quantiser q and write the whole file."""
     latent = len(code)
     mean, std, steps = _entropy_model(model, latent, q)
     symbols = np.clip(np.round((code - mean) / steps), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
-    bits = _information_bits(symbols, std) + 8 * (HEADER_BYTES + CRC_BYTES)
-    return symbols, bits
-
-
-def _pack(model: FaceAE, latent: int, q: int, symbols: np.ndarray) -> bytes:
-    mean, std, _ = _entropy_model(model, latent, q)
     coder = constriction.stream.stack.AnsCoder()
     family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
     coder.encode_reverse(symbols, family, np.zeros_like(std), std)
@@ -112,7 +108,8 @@ def _pack(model: FaceAE, latent: int, q: int, symbols: np.ndarray) -> bytes:
     header = MAGIC + bytes([VERSION << 4 | KINDS.index(model.cfg.kind) << 3 | ladder.index(latent)])
     header += weights_tag(model) + bytes([q])
     body = header + payload
-    return body + struct.pack(">H", binascii.crc_hqx(body, 0))
+    bits = _information_bits(symbols, std) + 8 * (HEADER_BYTES + CRC_BYTES)
+    return Compressed(body + struct.pack(">H", binascii.crc_hqx(body, 0)), model.cfg.kind, latent, q, bits)
 
 
 @torch.inference_mode()
@@ -137,19 +134,12 @@ def compress(
 
 def compress_code(model: FaceAE, code: np.ndarray, q: int | None = None, max_bytes: int | None = None) -> Compressed:
     """Compress an already computed code (its length is the latent size)."""
-    latent = len(code)
     if max_bytes is None:
-        candidates = [DEFAULT_Q if q is None else q]
-    else:
-        candidates = list(range(len(QSTEPS)))
-    result = None
-    for q_try in candidates:  # finest first: stop at the first file that fits
-        symbols, bits = _quantise(model, code, q_try)
-        data = _pack(model, latent, q_try, symbols)
-        result = Compressed(data, model.cfg.kind, latent, q_try, bits)
-        if max_bytes is None or len(data) <= max_bytes:
+        return _encode(model, code, DEFAULT_Q if q is None else q)
+    for q_try in range(len(QSTEPS)):  # finest first: stop at the first file that fits
+        result = _encode(model, code, q_try)
+        if len(result.data) <= max_bytes:
             break
-    assert result is not None
     return result
 
 
@@ -233,12 +223,7 @@ def classic_within(image: Image.Image, fmt: str, max_bytes: int) -> ClassicResul
         else:
             hi = mid - 1
     quality, data = best
-    return ClassicResult(fmt, quality, data, decode_classic(data))
-
-
-def decode_classic(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
+    return ClassicResult(fmt, quality, data, load_image(data))
 
 
 CLASSIC_FORMATS = ("JPEG", "WEBP", "AVIF")

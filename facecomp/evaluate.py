@@ -23,10 +23,10 @@ from .codec import (
     DEFAULT_Q,
     classic_within,
     compress_code,
-    decode_classic,
     decompress,
     encode_classic,
 )
+from .faces import load_image
 from .metrics import histogram, mse, psnr, ssim, summary
 from .model import FaceAE
 from .visual import to_pil, to_tensor
@@ -144,7 +144,7 @@ def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int =
             sizes, psnrs, ssims = [], [], []
             for crop, clean in zip(crops, subset):
                 data = encode_classic(crop, fmt, quality)
-                decoded = to_tensor(decode_classic(data))
+                decoded = to_tensor(load_image(data))
                 sizes.append(len(data))
                 psnrs.append(psnr(decoded, clean))
                 ssims.append(ssim(decoded, clean))

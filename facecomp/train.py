@@ -80,7 +80,7 @@ def validate(model: FaceAE, images: torch.Tensor, device: torch.device, ladder=L
 
 
 def _weight_penalty(model: torch.nn.Module, l1: float, l2: float) -> torch.Tensor:
-    weights = [p for name, p in model.named_parameters() if p.ndim > 1]
+    weights = [p for p in model.parameters() if p.ndim > 1]
     penalty = torch.zeros((), device=weights[0].device)
     if l1:
         penalty = penalty + l1 * sum(w.abs().sum() for w in weights)

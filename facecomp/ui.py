@@ -5,7 +5,6 @@ computations it caches live in demo, explore, visual and charts.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from PIL import Image
 
 from . import demo, explore
-from .faces import ImageLoadError
+from .faces import ImageLoadError, load_image
 from .model import FaceAE
 from .visual import draw_boxes, error_map, png_bytes, upscale
 from .weights import WeightsError, default_weights_dir, load_model, weights_path
@@ -116,26 +115,20 @@ def compare(
 ) -> list[demo.Result]:
     """demo.compare on a crop given as PNG bytes."""
     models, _ = _load(key)
-    return demo.compare(_png(crop_png), latent, models, classic)
-
-
-def _png(data: bytes) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img.convert("RGB")
+    return demo.compare(load_image(crop_png), latent, models, classic)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def code_of(crop_png: bytes, key: str) -> np.ndarray:
     """The VAE's full code of a crop."""
     models, _ = _load(key)
-    return explore.encode(models["vae"], _png(crop_png)).numpy()
+    return explore.encode(models["vae"], load_image(crop_png)).numpy()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def upscaled(png: bytes) -> bytes:
     """A 128x128 PNG enlarged crisply for display."""
-    return png_bytes(upscale(_png(png)))
+    return png_bytes(upscale(load_image(png)))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -148,7 +141,7 @@ def decoded_png(code: bytes, key: str) -> bytes:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def heat(original_png: bytes, recon_png: bytes) -> bytes:
-    return png_bytes(error_map(_png(original_png), _png(recon_png)))
+    return png_bytes(error_map(load_image(original_png), load_image(recon_png)))
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing samples…")
@@ -234,7 +227,7 @@ def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) 
         return
     shown = res.image
     if heatmap and res.name != "Original":
-        shown = _png(heat(original_png, png_bytes(res.image)))
+        shown = load_image(heat(original_png, png_bytes(res.image)))
     # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
     st.image(upscale(shown), width="stretch", output_format="PNG")
     if res.name == "Original":

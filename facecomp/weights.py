@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import FaceAE, ModelConfig, build_model
@@ -60,8 +61,6 @@ def save_model(model: FaceAE, path: Path, card: dict | None = None) -> dict:
 
 def read_model(path: Path, config: dict | None = None) -> FaceAE:
     """Build a model from a safetensors file (config from the card or the file's metadata)."""
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata() or {}
     cfg = ModelConfig.from_dict(config or json.loads(meta["config"]))
@@ -103,8 +102,6 @@ def tensors_to_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict
 
 
 def tensors_from_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads((fh.metadata() or {})["json"])
     return load_file(str(path)), meta
