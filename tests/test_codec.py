@@ -15,6 +15,7 @@ from facecomp.__main__ import main
 from facecomp.codec import (
     MAX_FILE_BYTES,
     CodecError,
+    _exact_decoder,
     classic_within,
     compress,
     decompress,
@@ -52,6 +53,21 @@ def test_round_trip_is_deterministic_and_matches_the_quantised_code(models, kind
         exact = model.reconstruct(x.unsqueeze(0), latent)[0]
     assert len(fine.data) >= len(first.data)
     assert (decompress(fine.data, models) - exact).abs().max() <= (decoded - exact).abs().max() + 1e-6
+
+
+def test_decoding_runs_in_float64_whatever_the_thread_count(models) -> None:
+    """Cross-machine determinism rests on the float64 decoder (scripts/decode_determinism.py)."""
+    model = models["vae"]
+    data = compress(model, generated_faces(1, seed=5)[0], 256).data
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = decompress(data, models)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, decompress(data, models)) and single.dtype == torch.float32
+    assert all(p.dtype == torch.float64 for p in _exact_decoder(model).parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the app's model is left as it was
 
 
 def test_byte_budget_picks_a_fitting_quantiser(models) -> None:
