@@ -44,6 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         kl_weight=args.kl_weight,
+        log_mse=args.log_mse,
         l1=args.l1,
         l2=args.l2,
         noise_sigma=args.noise_sigma,
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=None, help="VAE KL weight (default: the shipped one)")
+    p.add_argument(
+        "--log-mse", action="store_true", help="minimise the mean log MSE per image (the mean PSNR), not the MSE"
+    )
     p.add_argument("--l1", type=float, default=0.0, help="L1 weight penalty")
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty")
     p.add_argument("--noise-sigma", type=float, default=0.0, help="denoising: Gaussian input noise sigma")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from .evaluate import best_within_budgets
 from .weights import default_weights_dir
 
 MODEL_COLOURS = {"ae": "#1f77b4", "vae": "#d62728"}
@@ -32,12 +33,6 @@ def read_evaluation(weights_dir: Path | None = None) -> dict | None:
         return None
     data = json.loads(path.read_text())
     return data if isinstance(data, dict) else {"records": data}  # a bare list of records also works
-
-
-def load_evaluation(weights_dir: Path | None = None) -> list[dict] | None:
-    """The evaluation records (one per model and latent size), or None when there is no evaluation yet."""
-    data = read_evaluation(weights_dir)
-    return None if data is None else data.get("records")
 
 
 def _coded(r: dict, metric: str) -> float:
@@ -204,14 +199,24 @@ def histogram(records: list[dict], model: str, latent: int, metric: str) -> go.F
     return _layout(fig, f"{model.upper()} latent {latent}: {metric.upper()} per face", metric.upper(), "faces")
 
 
+def _epochs_before(card: dict) -> int:
+    """Epochs of the run a fine-tuned model started from (its card holds only its own run)."""
+    return (card.get("initialised_from") or {}).get("total_epochs") or 0
+
+
 def training_curves(cards: dict[str, dict]) -> go.Figure:
-    """Training loss per epoch (solid) and validation MSE at the largest latent (dashed), log scale."""
+    """Training loss per epoch (solid) and validation MSE at the largest latent (dashed), log scale.
+
+    Epochs count from scratch: a fine-tune's curve starts after the epochs it started from.
+    """
     fig = go.Figure()
+    last = 1
     for kind, card in cards.items():
         history = card.get("history") or []
         if not history:
             continue
-        epochs = [h["epoch"] for h in history]
+        epochs = [h["epoch"] + _epochs_before(card) for h in history]
+        last = max(last, epochs[-1])
         colour = MODEL_COLOURS.get(kind, "#555")
         recon = [h.get("train", {}).get("reconstruction", h.get("train", {}).get("total")) for h in history]
         fig.add_trace(
@@ -250,11 +255,22 @@ def training_curves(cards: dict[str, dict]) -> go.Figure:
                     hovertemplate=f"{kind.upper()} epoch %{{x}}<br>validation MSE %{{y:.5f}}<extra></extra>",
                 )
             )
-    fig = _layout(fig, "Training and validation loss", "epoch", "loss (log)")
-    last = max((h["epoch"] for card in cards.values() for h in card.get("history") or []), default=1)
+    fig = _layout(fig, "Training and validation loss", "epoch (from scratch)", "loss (log)")
     fig.update_xaxes(dtick=max(1, -(-last // 10)))  # whole epochs only
     fig.update_yaxes(type="log")
     return fig
+
+
+def training_note(cards: dict[str, dict]) -> str:
+    """Which runs the training chart shows, for a caption."""
+    notes = []
+    for kind, card in cards.items():
+        before, own = _epochs_before(card), card.get("epochs")
+        if before:
+            notes.append(f"{kind.upper()}: epochs {before + 1}–{before + own}, fine-tuned from a {before}-epoch run")
+        elif own:
+            notes.append(f"{kind.upper()}: epochs 1–{own}")
+    return "; ".join(notes) + ". A card keeps the curve of its own run only." if notes else ""
 
 
 def noise_robustness(records: list[dict]) -> go.Figure:
@@ -300,6 +316,28 @@ def summary_rows(records: list[dict]) -> list[dict]:
             row[f"{name} failed"] = None if not c else c.get("failed")
         rows.append(row)
     return rows
+
+
+def budget_rows(evaluation: dict) -> list[dict]:
+    """The best model and latent size when every .fcz file must fit a byte budget."""
+    return [
+        {
+            "every file at most": f"{max_bytes} bytes",
+            "model": best["model"].upper(),
+            "latent size": best["latent"],
+            "mean bytes": round(best["bytes"], 1),
+            "largest file": best["largest_file"],
+            "PSNR dB": round(best["psnr"], 2),
+            "SSIM": round(best["ssim"], 3),
+        }
+        for max_bytes, best in best_within_budgets(evaluation).items()
+    ]
+
+
+def smallest_classic_files(evaluation: dict) -> str:
+    """The classic codecs' mean file size at quality 0, their smallest setting, as text."""
+    sweeps = (evaluation.get("rate_distortion") or {}).get("classic") or []
+    return ", ".join(f"{CLASSIC_NAMES[r['format']]} {r['bytes']:.0f}" for r in sweeps if r["quality"] == 0)
 
 
 def bytes_table(records: list[dict] | None, ladder: tuple[int, ...]) -> list[dict]:

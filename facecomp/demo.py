@@ -152,8 +152,9 @@ def card_rows(cards: Mapping[str, dict]) -> list[dict]:
         row = {
             "model": kind.upper(),
             "latent sizes": ", ".join(str(k) for k in card.get("latent_sizes", [])),
-            "epochs": card.get("epochs"),
-            "training minutes": card.get("training_minutes"),
+            # A fine-tuned model's totals include the run it started from.
+            "epochs": card.get("total_epochs", card.get("epochs")),
+            "training minutes": card.get("total_training_minutes", card.get("training_minutes")),
             "hardware": card.get("hardware"),
         }
         for size in sorted(val, key=int):

@@ -5,6 +5,8 @@ Writes one JSON file that the app's benchmark page plots:
                     the same under Gaussian input noise, the real .fcz bytes next to the
                     entropy model's estimate, and JPEG/WebP/AVIF at the same bytes
   rate_distortion   .fcz at several quantisers and classic codecs at several qualities
+  budgets           every face's .fcz file held to a byte budget (the finest quantiser that
+                    fits it), per model and latent size
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ NOISE_SIGMA = 0.1
 RD_QUANTISERS = (0, 4, 8, 12, 16, 24, 32)
 RD_LATENTS = (64, 128, 256, 512)
 CLASSIC_QUALITIES = (0, 5, 10, 20, 30, 50, 70, 90)
+BYTE_BUDGETS = (64, 128, 256)
 
 
 def _metrics(recon: torch.Tensor, clean: torch.Tensor) -> dict[str, list[float]]:
@@ -82,12 +85,14 @@ def _classic_at(crops: list, budgets: list[int]) -> dict:
     return out
 
 
-def _fcz(model: FaceAE, codes: torch.Tensor, images: torch.Tensor, latent: int, q: int) -> dict:
+def _fcz(
+    model: FaceAE, codes: torch.Tensor, images: torch.Tensor, latent: int, q: int | None, max_bytes: int | None = None
+) -> dict:
     """Real .fcz files for every face: sizes, estimate, and the decoded quality."""
     real, estimated, decoded = [], [], []
     models = {model.cfg.kind: model}
     for code in codes:
-        result = compress_code(model, code[:latent].double().numpy(), q)
+        result = compress_code(model, code[:latent].double().numpy(), q, max_bytes)
         real.append(len(result.data))
         estimated.append(result.estimated_bits / 8)
         decoded.append(decompress(result.data, models))
@@ -104,6 +109,7 @@ def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int =
     crops = [to_pil(x) for x in subset]
     records = []
     rd_fcz = []
+    budgets = []
     for kind, model in models.items():
         codes, noisy_codes = _codes(model, images), _codes(model, noisy)
         for latent in tqdm(model.cfg.ladder, desc=f"evaluating {kind}", unit="size"):
@@ -138,6 +144,21 @@ def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int =
                         "ssim": float(np.mean(fcz["metrics"]["ssim"])),
                     }
                 )
+        for max_bytes in BYTE_BUDGETS:
+            for latent in model.cfg.ladder:
+                fcz = _fcz(model, codes[pick], subset, latent, None, max_bytes)
+                budgets.append(
+                    {
+                        "model": kind,
+                        "latent": latent,
+                        "max_bytes": max_bytes,
+                        "fitted": sum(n <= max_bytes for n in fcz["real"]),
+                        "bytes": float(np.mean(fcz["real"])),
+                        "largest_file": max(fcz["real"]),
+                        "psnr": float(np.mean(fcz["metrics"]["psnr"])),
+                        "ssim": float(np.mean(fcz["metrics"]["ssim"])),
+                    }
+                )
     rd_classic = []
     for fmt in CLASSIC_FORMATS:
         for quality in CLASSIC_QUALITIES:
@@ -164,6 +185,7 @@ def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int =
         "noise_sigma": NOISE_SIGMA,
         "records": records,
         "rate_distortion": {"fcz": rd_fcz, "classic": rd_classic},
+        "budgets": budgets,
     }
 
 
@@ -200,6 +222,20 @@ def print_table(result: dict) -> None:
             f"{r['codec']['psnr']['mean']:8.2f} " + " ".join(classic)
         )
     print("classic columns: mean PSNR of the faces that fit the .fcz size (number that could not fit)")
+    for max_bytes, best in best_within_budgets(result).items():
+        print(
+            f"every file at most {max_bytes} bytes: {best['model'].upper()} latent {best['latent']}, "
+            f"{best['psnr']:.2f} dB, {best['bytes']:.1f} bytes on average, largest {best['largest_file']}"
+        )
+
+
+def best_within_budgets(result: dict) -> dict[int, dict]:
+    """For each byte budget, the model and latent size with the best PSNR when every file fits."""
+    best: dict[int, dict] = {}
+    for row in result.get("budgets", []):
+        if row["fitted"] == result["codec_faces"] and row["psnr"] > best.get(row["max_bytes"], {}).get("psnr", -1):
+            best[row["max_bytes"]] = row
+    return dict(sorted(best.items()))
 
 
 def evaluate_cli(args) -> int:

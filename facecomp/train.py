@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     kl_weight: float | None = None
+    log_mse: bool = False
     l1: float = 0.0
     l2: float = 0.0
     noise_sigma: float = 0.0
@@ -123,9 +124,21 @@ def _init_note(init_from: str | None) -> dict | None:
     return {
         "weights": path.name,
         "sha256": sha256_file(path),
-        "training_minutes": source_card.get("training_minutes"),
-        "epochs": source_card.get("epochs"),
+        "total_training_minutes": source_card.get("total_training_minutes", source_card.get("training_minutes")),
+        "total_epochs": source_card.get("total_epochs", source_card.get("epochs")),
     }
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, cuda"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:  # Linux: platform.processor() is often empty there
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, {device.type}"
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -214,7 +227,7 @@ def train(cfg: TrainConfig) -> Path:
             k = sample_prefix(len(target), model.cfg.ladder, gen).to(device)
             with autocast:
                 result = model(inputs, k)
-            terms = model.loss(result, target, kl_weight)
+            terms = model.loss(result, target, kl_weight, cfg.log_mse)
             loss = terms["total"]
             if cfg.l1 or cfg.l2:
                 terms["weight_penalty"] = _weight_penalty(model, cfg.l1, cfg.l2)
@@ -253,6 +266,8 @@ def train(cfg: TrainConfig) -> Path:
     # The shipped artefact: the best weights, scored on the whole validation split.
     best = read_model(best_path).to(device)
     full_val = validate(best, val_images, device, best.cfg.ladder)
+    init_note = _init_note(cfg.init_from)
+    source = init_note or {}
     card = {
         "model": cfg.model,
         "latent_sizes": list(best.cfg.ladder),
@@ -264,10 +279,13 @@ def train(cfg: TrainConfig) -> Path:
             "sources": "LFW (deep-funneled), UTKFace crop_part1, CelebA img_align_celeba; see weights/README.md",
             "terms": "CelebA and UTKFace: non-commercial research only; LFW: published for research",
         },
-        "initialised_from": _init_note(cfg.init_from),
+        "initialised_from": init_note,
         "epochs": meta["epoch"],
         "training_minutes": round(meta["seconds"] / 60, 1),
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device.type}",
+        # What it took from scratch: this run plus the run it was initialised from.
+        "total_epochs": meta["epoch"] + (source.get("total_epochs") or 0),
+        "total_training_minutes": round(meta["seconds"] / 60 + (source.get("total_training_minutes") or 0), 1),
+        "hardware": _hardware(device),
         "train_config": asdict(cfg),
         "validation_psnr": {str(k): round(v, 3) for k, v in full_val.items()},
         "history": meta["history"],

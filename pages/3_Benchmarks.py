@@ -42,6 +42,14 @@ else:
     for col, name in zip(st.columns(3), ("mse", "psnr", "ssim"), strict=True):
         col.plotly_chart(charts.histogram(records, model, latent, name), theme=None, key=f"hist_{name}")
 
+    if evaluation.get("budgets"):
+        st.subheader("Best quality when every file must fit")
+        st.dataframe(charts.budget_rows(evaluation), hide_index=True)
+        st.caption(
+            "For comparison, at quality 0, their smallest setting, the classic codecs' files of the same faces "
+            f"average {charts.smallest_classic_files(evaluation)} bytes."
+        )
+
     left, right = st.columns(2)
     right.plotly_chart(charts.noise_robustness(records), theme=None, key="noise")
     with left:
@@ -51,5 +59,6 @@ else:
 st.subheader("Training")
 if cards:
     st.plotly_chart(charts.training_curves(cards), theme=None, key="training")
+    st.caption(charts.training_note(cards))
 else:
     st.info("No model cards found, so no training curves.")

@@ -22,7 +22,33 @@ def summary(mean: float) -> dict:
 
 def fake_evaluation() -> dict:
     """A dict of the shape `python -m facecomp evaluate` writes, with made-up numbers."""
-    return {"faces": 17, "records": fake_records(), "rate_distortion": {"fcz": [], "classic": fake_sweeps()}}
+    return {
+        "faces": 17,
+        "codec_faces": 5,
+        "records": fake_records(),
+        "rate_distortion": {"fcz": [], "classic": fake_sweeps()},
+        "budgets": fake_budgets(),
+    }
+
+
+def fake_budgets() -> list[dict]:
+    """Per budget: the AE at 128 fits every face and is best; the AE at 256 is better but one file does not fit."""
+    rows = []
+    for max_bytes in (64, 128):
+        for latent, psnr, fitted in ((64, 23.0, 5), (128, 24.0, 5), (256, 25.0, 4)):
+            rows.append(
+                {
+                    "model": "ae",
+                    "latent": latent,
+                    "max_bytes": max_bytes,
+                    "fitted": fitted,
+                    "bytes": max_bytes - 3.0,
+                    "largest_file": max_bytes,
+                    "psnr": psnr + max_bytes / 64,
+                    "ssim": 0.7,
+                }
+            )
+    return rows
 
 
 def fake_sweeps() -> list[dict]:

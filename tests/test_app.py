@@ -72,6 +72,10 @@ def test_benchmarks_draws_every_chart(use_weights: Path) -> None:
     assert_clean(at)
     # rate-distortion, latent, 3 histograms, noise, training
     assert len(at.get("plotly_chart")) == 7
+    budgets = next(df.value for df in at.dataframe if "every file at most" in df.value.columns)
+    # The best row where every file fits: latent 128, not the better 256 that left one file over.
+    assert list(budgets["latent size"]) == [128, 128]
+    assert "JPEG 980" in " ".join(c.value for c in at.caption)
     at.get("button_group")[0].set_value("ssim").run()
     assert_clean(at)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from facecomp.data import is_validation
 from facecomp.evaluate import evaluate
 from facecomp.faces import canonical_crop
 from facecomp.metrics import psnr
-from facecomp.model import LATENT_LADDER, ModelConfig, build_model
+from facecomp.model import LATENT_LADDER, ModelConfig, build_model, reconstruction_terms
 from facecomp.visual import to_tensor
 from facecomp.weights import WeightsError, load_model, save_model, weights_path
 
@@ -39,6 +40,16 @@ def test_shapes_ranges_and_nested_codes(kind: str) -> None:
     terms = model.loss(out, x, kl_weight=0.01)
     expected = {"reconstruction", "total"} | ({"kl"} if kind == "vae" else set())
     assert set(terms) == expected and torch.isfinite(terms["total"])
+
+
+def test_log_mse_objective_is_the_mean_log_mse_per_image() -> None:
+    target = torch.zeros(2, 3, 4, 4)
+    recon = torch.stack([torch.full((3, 4, 4), 0.1), torch.full((3, 4, 4), 0.01)])  # MSE 1e-2 and 1e-4
+    mse, objective = reconstruction_terms(recon, target)
+    assert torch.isclose(mse, objective) and torch.isclose(mse, torch.tensor(0.00505))
+    mse, objective = reconstruction_terms(recon, target, log_mse=True)
+    assert torch.isclose(mse, torch.tensor(0.00505))
+    assert torch.isclose(objective, torch.tensor((math.log(1e-2) + math.log(1e-4)) / 2))
 
 
 def test_vae_encode_sample_and_reparameterise() -> None:
@@ -119,7 +130,8 @@ def test_prepare_then_train_one_tiny_epoch_and_resume(tmp_path: Path, astronaut,
     )
     final = train(cfg)
     card = json.loads(final.with_suffix(".json").read_text())
-    assert card["epochs"] == 1 and set(card["validation_psnr"]) == {str(k) for k in LATENT_LADDER}
+    assert card["epochs"] == card["total_epochs"] == 1 and card["initialised_from"] is None
+    assert set(card["validation_psnr"]) == {str(k) for k in LATENT_LADDER}
     assert card["history"][0]["train"]["kl"] > 0
     # A second run with more epochs resumes from the checkpoint instead of starting over.
     cfg.epochs = 2
