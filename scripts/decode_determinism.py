@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facecomp.codec import compress_code, decompress  # noqa: E402
+from facecomp.visual import to_pil  # noqa: E402
 from facecomp.weights import load_model  # noqa: E402
 
 FILES_PER_SETTING = 4
@@ -42,7 +43,7 @@ def decode_all() -> tuple[list[bytes], np.ndarray, list[str]]:
                     image = decompress(data, models)
                     files.append(data)
                     float_hashes.append(hashlib.sha256(image.numpy().tobytes()).hexdigest())
-                    pixels.append((image * 255).round().to(torch.uint8).numpy())
+                    pixels.append(np.asarray(to_pil(image)))  # the 8-bit pixels the CLI and app write
     return files, np.stack(pixels), float_hashes
 
 
