@@ -1,10 +1,12 @@
-"""Command line: python -m facecomp {prepare,crop,train,evaluate,compress,decompress}."""
+"""Command line: python -m facecomp COMMAND (prepare, crop, train, sample, evaluate, compress, ...)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from .model import MODEL_KINDS, SAMPLE_SOURCES
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -44,11 +46,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         kl_weight=args.kl_weight,
+        kl_warmup_steps=args.kl_warmup_steps,
         log_mse=args.log_mse,
         l1=args.l1,
         l2=args.l2,
         noise_sigma=args.noise_sigma,
         init_from=str(args.init_from) if args.init_from else None,
+        rescale_code=args.rescale_code,
         max_minutes=args.max_minutes,
         seed=args.seed,
         limit=args.limit,
@@ -57,11 +61,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_labels(args: argparse.Namespace) -> int:
+    from .attributes import prepare_labels
+
+    prepare_labels(args.faces, args.out, workers=args.workers)
+    return 0
+
+
 def cmd_fit_latents(args: argparse.Namespace) -> int:
     from .latents import fit_and_save
 
-    card = fit_and_save(args.weights_file, args.data)
+    card = fit_and_save(args.weights_file, args.data, args.labels)
     print(f"updated {args.weights_file} (SHA-256 {card['sha256'][:12]}...)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .visual import to_pil
+    from .weights import WeightsError, load_model
+
+    try:
+        model, _ = load_model(args.model, args.weights)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    faces = model.sample(args.n, args.source, args.temperature, torch.Generator().manual_seed(args.seed))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, face in enumerate(faces):
+        to_pil(face).save(args.out / f"{args.model}_{args.source}_seed{args.seed}_{i:04d}.png")
+    print(f"wrote {len(faces)} faces to {args.out}")
+    return 0
+
+
+def cmd_latent_space(args: argparse.Namespace) -> int:
+    import json
+
+    from .latent_space import latent_space_report
+
+    report = latent_space_report(args.data, args.labels, args.weights, args.sweep)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .bench import run_benchmarks
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_benchmarks(args.weights, args.repeats, args.app_moves)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -98,14 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_crop)
 
+    p = sub.add_parser("prepare-labels", help="crop CelebA's photos with attributes (for named directions)")
+    p.add_argument("faces", type=Path, help="the faces folder holding celeba_attributes.txt")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_prepare_labels)
+
     p = sub.add_parser("train", help="train the AE or VAE on a prepared cache")
-    p.add_argument("--model", choices=["ae", "vae"], required=True)
+    p.add_argument("--model", choices=MODEL_KINDS, required=True)
     p.add_argument("--data", type=Path, required=True, help="folder written by `prepare`")
     p.add_argument("--out", type=Path, default=Path("runs"))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=None, help="VAE KL weight (default: the shipped one)")
+    p.add_argument("--kl-warmup-steps", type=int, default=0, help="ramp the KL weight up over this many steps")
     p.add_argument(
         "--log-mse", action="store_true", help="minimise the mean log MSE per image (the mean PSNR), not the MSE"
     )
@@ -113,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty")
     p.add_argument("--noise-sigma", type=float, default=0.0, help="denoising: Gaussian input noise sigma")
     p.add_argument("--init-from", type=Path, default=None, help="start from these weights (the VAE from the AE)")
+    p.add_argument("--rescale-code", action="store_true", help="with --init-from: start the VAE's codes at unit spread")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training crops")
     p.add_argument("--seed", type=int, default=0)
@@ -121,7 +187,40 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fit-latents", help="refit the codec/explorer statistics stored in a weights file")
     p.add_argument("weights_file", type=Path)
     p.add_argument("--data", type=Path, required=True, help="folder written by `prepare`")
+    p.add_argument("--labels", type=Path, default=None, help="folder written by `prepare-labels` (named directions)")
     p.set_defaults(func=cmd_fit_latents)
+
+    p = sub.add_parser("sample", help="decode random codes to new faces (PNG)")
+    p.add_argument("--model", choices=MODEL_KINDS, default="vae")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--from",
+        dest="source",
+        choices=SAMPLE_SOURCES,
+        default="prior",
+        help="prior: N(0, I); fitted: the Gaussian fitted to training codes (shipped in the weights)",
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="scales the spread of the codes")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("latent-space", help="FD-dlib of sampled faces, identity kept, named-slider edits (JSON)")
+    p.add_argument("data", type=Path, help="a `prepare` cache (its validation split)")
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--labels", type=Path, default=None, help="a `prepare-labels` cache: also score the edits")
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--sweep", type=Path, nargs="*", default=None, help="more VAE weights files to score (a sweep)")
+    p.set_defaults(func=cmd_latent_space)
+
+    p = sub.add_parser("bench", help="latency, throughput and memory on this machine (JSON)")
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--repeats", type=int, default=50, help="timed calls per measurement")
+    p.add_argument("--app-moves", type=int, default=20, help="timed reruns per page through AppTest")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="PSNR/SSIM/MSE and rate-distortion on a folder of crops")
     p.add_argument("data", type=Path, help="a folder of 128x128 crops, or a `prepare` cache (its validation split)")
@@ -133,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("compress", help="compress photos or crops to .fcz files")
     p.add_argument("inputs", nargs="+", type=Path)
-    p.add_argument("--model", choices=["ae", "vae"], default="ae")
+    p.add_argument("--model", choices=MODEL_KINDS, default="ae")
     p.add_argument("--latent", type=int, default=256)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--weights", type=Path, default=None)

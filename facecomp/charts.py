@@ -381,3 +381,58 @@ def study_comparison(records: list[dict] | None, latent: int = 256) -> list[dict
                 }
             )
     return rows
+
+
+# ---- the latent space (weights/latent_space.json) ------------------------------------
+
+
+def sampler_rows(report: dict) -> list[dict]:
+    """FD-dlib of each model's two samplers against real faces (lower is more face-like)."""
+    rows = []
+    for kind, row in report.get("models", {}).items():
+        fd = row["fd_dlib"]
+        rows.append(
+            {
+                "model": kind.upper(),
+                "FD-dlib, prior N(0, I)": round(fd["prior"], 3),
+                "FD-dlib, fitted Gaussian": round(fd["fitted"], 3),
+                "prior / fitted": round(fd["prior_over_fitted"], 2),
+                "PSNR at 256 (dB)": row["validation_psnr"]["256"],
+                "identity kept at 256": f"{row['identity_256']['kept']:.0%}",
+            }
+        )
+    return rows
+
+
+def sweep_rows(report: dict) -> list[dict]:
+    """The KL-weight sweep: what a latent space worth sampling costs in PSNR and identity."""
+    rows = []
+    for row in report.get("sweep", []):
+        fd = row["fd_dlib"]
+        rows.append(
+            {
+                "run": Path(row["weights"]).parent.parent.name,
+                "KL weight": row["kl_weight"],
+                "epochs": row.get("epochs"),
+                **{f"PSNR {k}": v for k, v in row["validation_psnr"].items()},
+                "identity kept at 256": f"{row['identity_256']['kept']:.0%}",
+                "FD-dlib prior": round(fd["prior"], 3),
+                "FD-dlib fitted": round(fd["fitted"], 3),
+                "prior / fitted": round(fd["prior_over_fitted"], 2),
+            }
+        )
+    return rows
+
+
+def edit_rows(report: dict) -> list[dict]:
+    """Per named slider: held-out accuracy, how often a 2σ edit flips it, how often 1σ keeps the person."""
+    return [
+        {
+            "direction": name,
+            "balanced accuracy": f"{row['balanced_accuracy']:.0%}",
+            "flips at 2σ": f"{row['flip_rate']:.0%}",
+            "person kept at ±1σ": f"{row['identity_kept']:.0%}",
+            "shown by default": "yes" if row["shown_by_default"] else "no",
+        }
+        for name, row in sorted(report.get("edits", {}).items(), key=lambda kv: -kv[1]["balanced_accuracy"])
+    ]

@@ -168,8 +168,8 @@ def parse_header(data: bytes) -> tuple[str, int, bytes, int]:
 
 
 @torch.inference_mode()
-def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
-    """Decode .fcz bytes to a (3, 128, 128) image clamped to [0, 1]."""
+def decode_code(data: bytes, models: dict[str, FaceAE]) -> tuple[str, np.ndarray]:
+    """The model kind and the full code (max_latent,) a .fcz file holds (its prefix dequantised, the rest 0)."""
     kind, ladder_index, tag, q = parse_header(data)
     if kind not in models:
         raise CodecError(f"file was made by the {kind.upper()} model, which is not loaded")
@@ -196,7 +196,14 @@ def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
         raise CodecError("corrupted payload: data left over after the latent")
     code = np.zeros(model.cfg.max_latent)  # the dimensions past the prefix are zero, as in FaceAE.decode
     code[:latent] = mean + symbols * steps
-    return _exact_decoder(model)(torch.from_numpy(code).unsqueeze(0)).squeeze(0).clamp(0, 1).float()
+    return kind, code
+
+
+@torch.no_grad()
+def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
+    """Decode .fcz bytes to a (3, 128, 128) image clamped to [0, 1]."""
+    kind, code = decode_code(data, models)
+    return _exact_decoder(models[kind])(torch.from_numpy(code).unsqueeze(0)).squeeze(0).clamp(0, 1).float()
 
 
 _float64_decoders: weakref.WeakKeyDictionary[FaceAE, torch.nn.Module] = weakref.WeakKeyDictionary()

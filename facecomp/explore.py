@@ -1,20 +1,28 @@
-"""Latent-space exploration without Streamlit: slider directions, slider -> latent,
-spherical interpolation, morph GIFs and grids of prior samples."""
+"""Latent-space exploration without Streamlit: slider directions (named and principal),
+slider -> latent, spherical interpolation, morph GIFs and grids of sampled faces."""
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
+from torchvision.utils import make_grid
 
+from . import codec
+from .attributes import MIN_BALANCED_ACCURACY
 from .model import FaceAE
-from .visual import grid, to_pil, to_tensor, upscale
+from .visual import to_pil, to_tensor, upscale
 
 SLIDER_RANGE = 3.0  # sliders run over +-3 standard deviations
+# How the pages name the two samplers (FaceAE.sample_codes).
+SAMPLE_SOURCE_WORDS = {
+    "prior": "codes drawn from the prior N(0, I)",
+    "fitted": "codes drawn from a Gaussian fitted to real faces' codes",
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,7 @@ class Direction:
     vector: torch.Tensor  # (max_latent,), unit length
     std: float
     note: str = ""
+    default: bool = True  # shown without opening "more directions"
 
 
 def _fitted(model: FaceAE) -> bool:
@@ -40,7 +49,7 @@ def directions(model: FaceAE, n: int = 8) -> list[Direction]:
     if _fitted(model):
         pcs, stds = model.latent_pcs.float(), model.latent_pc_std.float()
         n = min(n, len(pcs))
-        return [Direction(f"Direction {i + 1}", pcs[i].clone(), float(stds[i])) for i in range(n)]
+        return [Direction(f"Main direction {i + 1}", pcs[i].clone(), float(stds[i])) for i in range(n)]
     size = model.cfg.max_latent
     return [
         Direction(f"Dimension {i + 1}", torch.eye(size)[i], float(model.latent_std[i]), note="unfitted: latent axis")
@@ -48,16 +57,43 @@ def directions(model: FaceAE, n: int = 8) -> list[Direction]:
     ]
 
 
-def age_direction(model: FaceAE) -> Direction | None:
-    """The fitted 'age' direction, or None when the weights carry none."""
-    vec = model.age_direction.float()
-    norm = float(vec.norm())
-    if norm == 0.0:
-        return None
-    vec = vec / norm
-    # Spread along an arbitrary direction, treating dimensions as independent.
-    std = float(torch.sqrt((vec.pow(2) * model.latent_std.float().pow(2)).sum()))
-    return Direction("Age (older →)", vec, std, note="learned from UTKFace age labels")
+def named_directions(model: FaceAE, edits: dict[str, dict] | None = None) -> list[Direction]:
+    """The fitted attribute directions that pass the accuracy bar, best-behaved first.
+
+    `edits` is the `edits` section of weights/latent_space.json: how often each slider's
+    edit flips its attribute and keeps the person. Without it every passing direction is
+    shown by default.
+    """
+    found = []
+    for j, name in enumerate(model.cfg.directions):
+        accuracy = float(model.direction_accuracy[j])
+        if accuracy < MIN_BALANCED_ACCURACY:
+            continue
+        weights = model.direction_weights[j].float()
+        note = f"held-out balanced accuracy {accuracy:.0%}"
+        row = (edits or {}).get(name)
+        if row:
+            note += (
+                f"; a 2σ move flips it in {row['flip_rate']:.0%} of faces, "
+                f"a 1σ move keeps the person in {row['identity_kept']:.0%}"
+            )
+        default = row["shown_by_default"] if row else True
+        found.append(Direction(name, weights / weights.norm(), float(model.direction_std[j]), note, default))
+    return sorted(found, key=lambda d: not d.default)
+
+
+def editor_directions(
+    model: FaceAE, edits: dict[str, dict] | None = None, n_main: int = 8
+) -> tuple[list[Direction], list[Direction]]:
+    """The explorer's sliders: (shown by default, under "more"). Named directions whose edits
+    do what they say come first; the others and the main directions go under "more", unless
+    no named direction qualifies, when the main directions are the default sliders."""
+    named = named_directions(model, edits)
+    shown = [d for d in named if d.default]
+    main = directions(model, n_main)
+    if not shown:
+        return main, [d for d in named if not d.default]
+    return shown, [d for d in named if not d.default] + main
 
 
 def move(base: torch.Tensor, dirs: Sequence[Direction], sigmas: Sequence[float]) -> torch.Tensor:
@@ -103,10 +139,20 @@ def decode(model: FaceAE, z: torch.Tensor, latent: int | None = None) -> Image.I
     return to_pil(model.decode(z))
 
 
-def prior_code(model: FaceAE, seed: int) -> torch.Tensor:
-    """A code drawn from the VAE prior N(0, I), reproducible from its seed."""
+def code_from_fcz(data: bytes, models: Mapping[str, FaceAE]) -> torch.Tensor:
+    """The VAE code of a .fcz file: its own code when the VAE made it, else the VAE's code
+    of the picture the AE decodes from it."""
+    kind, code = codec.decode_code(data, dict(models))
+    if kind == "vae":
+        return torch.from_numpy(code).float()
+    picture = codec.decompress(data, dict(models))
+    return models["vae"].code(picture.unsqueeze(0)).squeeze(0).float().detach()
+
+
+def random_code(model: FaceAE, seed: int, source: str = "fitted", temperature: float = 1.0) -> torch.Tensor:
+    """One sampled code (see FaceAE.sample_codes), reproducible from its seed."""
     gen = torch.Generator().manual_seed(int(seed))
-    return torch.randn(model.cfg.max_latent, generator=gen)
+    return model.sample_codes(1, source, temperature, gen)[0]
 
 
 @torch.inference_mode()
@@ -129,7 +175,9 @@ def gif_bytes(frames: Sequence[Image.Image], frame_ms: int = 90, size: int = 256
 
 
 @torch.inference_mode()
-def sample_grid(model: FaceAE, n: int, seed: int, columns: int, size: int = 192) -> Image.Image:
-    """n faces decoded from prior samples, tiled in a grid."""
-    z = torch.stack([prior_code(model, seed * 1000 + i) for i in range(n)])
-    return grid([upscale(to_pil(x), size) for x in model.decode(z)], columns)
+def sample_grid(
+    model: FaceAE, n: int, seed: int, columns: int, source: str = "fitted", temperature: float = 1.0
+) -> Image.Image:
+    """n faces decoded from sampled codes, tiled in a grid (upscale it for display)."""
+    faces = model.sample(n, source, temperature, torch.Generator().manual_seed(int(seed)))
+    return to_pil(make_grid(faces, nrow=columns, padding=2, pad_value=1.0))

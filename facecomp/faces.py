@@ -11,6 +11,7 @@ supply it without padding; looser photos (LFW, CelebA) are simply cut tighter.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -55,8 +56,15 @@ class FaceBox:
 
 
 def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open any photo as RGB: EXIF orientation applied, alpha flattened on white."""
+    """Open any photo as 8-bit RGB: EXIF orientation applied, alpha flattened on white,
+    16-bit images scaled (not clipped), the first frame of an animation.
+
+    Raises ImageLoadError with a sentence a user can read for empty, foreign, truncated
+    or oversized files.
+    """
     if isinstance(source, bytes):
+        if not source:
+            raise ImageLoadError("the file is empty")
         source = io.BytesIO(source)
     try:
         with Image.open(source) as img:
@@ -64,8 +72,16 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
                 raise ImageLoadError(f"image is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels")
             img = ImageOps.exif_transpose(img)
             img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except UnidentifiedImageError as err:
+        raise ImageLoadError("not an image file, or a format FaceComp cannot read") from err
+    except Image.DecompressionBombError as err:
+        raise ImageLoadError(f"image has too many pixels (the limit is {max_pixels:,})") from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageLoadError(f"cannot read the image: {err}") from err
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale: Pillow's RGB conversion clips at 255, so scale to 8 bits first.
+        wide = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(wide / (257.0 if wide.max() > 255 else 1.0), 0, 255).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -74,16 +90,20 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     return img.convert("RGB")
 
 
-_detector: cv2.CascadeClassifier | None = None
+# One classifier per thread: OpenCV's CascadeClassifier is not thread-safe, and the app
+# serves every user's session from its own thread. Shared, concurrent uploads got wrong
+# boxes and crashed the server (found by scripts/load_test.py).
+_local = threading.local()
 
 
 def _cascade() -> cv2.CascadeClassifier:
-    global _detector
-    if _detector is None:
-        _detector = cv2.CascadeClassifier(_CASCADE)
-        if _detector.empty():
+    detector = getattr(_local, "detector", None)
+    if detector is None:
+        detector = cv2.CascadeClassifier(_CASCADE)
+        if detector.empty():
             raise RuntimeError(f"OpenCV could not load its face cascade {_CASCADE}")
-    return _detector
+        _local.detector = detector
+    return detector
 
 
 def detect_faces(img: Image.Image) -> list[FaceBox]:

@@ -4,16 +4,19 @@
 - latent_gain: how much the decoded image changes (mean squared pixel change) per unit
   change of each dimension; the codec's quantiser steps follow it.
 - latent_pcs, latent_pc_std: principal directions of the codes, the explorer's sliders.
-- age_direction: the ridge-regression direction of age over UTKFace's labelled codes.
+- direction_*: named directions (facecomp.attributes), fitted when labels are given.
+- latent_chol: with latent_mean, the Gaussian fitted to training codes (the fitted sampler).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from .attributes import MIN_BALANCED_ACCURACY, Direction, Labelled, fit_directions, load_labels
 from .data import CropCache
 from .model import N_COMPONENTS, FaceAE
 from .weights import read_model, save_model
@@ -44,22 +47,19 @@ def decoder_gain(model: FaceAE, codes: torch.Tensor, std: torch.Tensor) -> torch
     return gain.clamp_min(1e-10)
 
 
-def age_direction(codes: torch.Tensor, ages: list[int | None]) -> torch.Tensor:
-    """Unit direction along which codes predict age (ridge regression), zero if no labels."""
-    labelled = [i for i, age in enumerate(ages) if age is not None]
-    if len(labelled) < 50:
-        return torch.zeros(codes.shape[1])
-    z = codes[labelled].double()
-    z = z - z.mean(0)
-    y = torch.tensor([float(ages[i]) for i in labelled], dtype=torch.float64)
-    y = y - y.mean()
-    ridge = 1e-2 * z.pow(2).sum(0).mean()
-    w = torch.linalg.solve(z.T @ z + ridge * torch.eye(z.shape[1], dtype=torch.float64), z.T @ y)
-    return (w / w.norm()).float()
+def fitted_cholesky(centred: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor of the codes' covariance: the fitted sampler draws mean + L @ eps.
+
+    A little jitter on the diagonal keeps it positive definite where dimensions are
+    (nearly) unused, as the VAE's collapsed ones are.
+    """
+    cov = (centred.double().T @ centred.double()) / (len(centred) - 1)
+    jitter = 1e-6 * float(cov.diagonal().mean())
+    return torch.linalg.cholesky(cov + jitter * torch.eye(len(cov), dtype=cov.dtype)).float()
 
 
-def fit_latent_stats(model: FaceAE, images: torch.Tensor, ages: list[int | None], gain_faces: int = GAIN_FACES) -> None:
-    """Fill the model's latent buffers from training images (uint8 NCHW)."""
+def fit_latent_stats(model: FaceAE, images: torch.Tensor, gain_faces: int = GAIN_FACES) -> None:
+    """Fill the model's code statistics from training images (uint8 NCHW)."""
     model.eval()
     codes = all_codes(model, images)
     mean, std = codes.mean(0), codes.std(0).clamp_min(1e-6)
@@ -68,22 +68,65 @@ def fit_latent_stats(model: FaceAE, images: torch.Tensor, ages: list[int | None]
     pc_std = singular[:N_COMPONENTS] / (len(codes) - 1) ** 0.5
     model.latent_mean.copy_(mean)
     model.latent_std.copy_(std)
+    model.latent_chol.copy_(fitted_cholesky(centred))
     model.latent_pcs.copy_(vh[:N_COMPONENTS])
     model.latent_pc_std.copy_(pc_std)
-    model.age_direction.copy_(age_direction(codes, ages))
     model.latent_gain.copy_(decoder_gain(model, codes[:gain_faces], std))
 
 
-def fit_and_save(weights_file: Path, data: Path, limit: int | None = 8000) -> dict:
-    """Fit the statistics on the training split and rewrite the weights and their card."""
+def fit_named_directions(model: FaceAE, labelled: Labelled, ages: AgeCodes) -> list[Direction]:
+    """Fit the attribute and age directions on the model's codes and store them in the model."""
+    codes = all_codes(model, labelled.images)
+    found = fit_directions(codes, labelled, labelled.val, ages(model))
+    set_directions(model, found)
+    return found
+
+
+def set_directions(model: FaceAE, found: list[Direction]) -> None:
+    """Replace the model's named directions (their number fixes the buffers' shapes)."""
+    model.cfg = replace(model.cfg, directions=tuple(d.name for d in found))
+    chol = model.latent_chol.float()
+    weights = torch.stack([d.weight for d in found]) if found else torch.zeros(0, model.cfg.max_latent)
+    units = weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    model.direction_weights = weights
+    model.direction_offset = torch.tensor([d.bias - d.threshold for d in found])
+    model.direction_accuracy = torch.tensor([d.accuracy for d in found])
+    model.direction_std = (units @ chol).norm(dim=1)  # sqrt(u' C u) with C = L L'
+
+
+class AgeCodes:
+    """UTKFace's labelled training and validation crops; their codes for a given model."""
+
+    def __init__(self, data: Path) -> None:
+        self.parts = []
+        for split in ("train", "val"):
+            cache = CropCache(data, split)
+            ages = cache.ages()
+            keep = [i for i, a in enumerate(ages) if a is not None]
+            self.parts.append((cache.load_all()[keep], [ages[i] for i in keep]))
+
+    def __call__(self, model: FaceAE) -> tuple[torch.Tensor, list[int], torch.Tensor, list[int]]:
+        (train_images, train_ages), (val_images, val_ages) = self.parts
+        return all_codes(model, train_images), train_ages, all_codes(model, val_images), val_ages
+
+
+def fit_and_save(weights_file: Path, data: Path, labels: Path | None = None, limit: int | None = 8000) -> dict:
+    """Fit the statistics on the training split (and the named directions when `labels`
+    holds a `prepare-labels` cache) and rewrite the weights and their card."""
     model = read_model(weights_file)
-    cache = CropCache(data, "train")
-    images, ages = cache.load_all(), cache.ages()
+    images = CropCache(data, "train").load_all()
     if limit:
-        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:limit]
-        images, ages = images[pick], [ages[i] for i in pick.tolist()]
-    fit_latent_stats(model, images, ages)
+        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:limit]]
+    fit_latent_stats(model, images)
     card_file = Path(weights_file).with_suffix(".json")
     card = json.loads(card_file.read_text()) if card_file.exists() else {}
-    card["latent_statistics"] = {"faces": len(images), "labelled_ages": sum(a is not None for a in ages)}
+    card["latent_statistics"] = {"faces": len(images)}
+    if labels is not None:
+        labelled = load_labels(labels)
+        found = fit_named_directions(model, labelled, AgeCodes(data))
+        card["named_directions"] = {
+            "labelled_faces": {"celeba_train": int((~labelled.val).sum()), "celeba_val": int(labelled.val.sum())},
+            "balanced_accuracy": {d.name: round(d.accuracy, 4) for d in found},
+            "min_balanced_accuracy": MIN_BALANCED_ACCURACY,
+        }
     return save_model(model, Path(weights_file), card)

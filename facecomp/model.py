@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+MODEL_KINDS = ("ae", "vae")
 LATENT_LADDER = (16, 32, 64, 128, 256, 512)
 IMAGE_SIZE = 128
 N_COMPONENTS = 16  # principal directions shipped for the explorer's sliders
+SAMPLE_SOURCES = ("prior", "fitted")
 
 
 @dataclass
@@ -26,6 +28,7 @@ class ModelConfig:
     max_latent: int = 512
     channels: tuple[int, ...] = (24, 48, 96, 192, 256)  # at 64, 32, 16, 8, 4 pixels
     ladder: tuple[int, ...] = field(default=LATENT_LADDER)
+    directions: tuple[str, ...] = ()  # names of the fitted attribute directions (explorer sliders)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,6 +38,7 @@ class ModelConfig:
         data = dict(data)
         data["channels"] = tuple(data["channels"])
         data["ladder"] = tuple(data["ladder"])
+        data["directions"] = tuple(data.get("directions", ()))
         return cls(**data)
 
 
@@ -122,13 +126,21 @@ class FaceAE(nn.Module):
         # same file, so the weights' SHA-256 covers them: per-dimension mean, spread and
         # decoder gain for the codec, principal directions and an age direction for the
         # latent explorer.
-        n = cfg.max_latent
+        n, d = cfg.max_latent, len(cfg.directions)
         self.register_buffer("latent_mean", torch.zeros(n))
         self.register_buffer("latent_std", torch.ones(n))
         self.register_buffer("latent_gain", torch.ones(n))
         self.register_buffer("latent_pcs", torch.zeros(N_COMPONENTS, n))
         self.register_buffer("latent_pc_std", torch.ones(N_COMPONENTS))
-        self.register_buffer("age_direction", torch.zeros(n))
+        # The fitted sampler: a Gaussian over training codes (mean above, Cholesky factor here).
+        self.register_buffer("latent_chol", torch.eye(n))
+        # Named directions (facecomp.attributes): a linear classifier per attribute, the
+        # logit being codes @ weights + offset; its held-out balanced accuracy; the spread
+        # of training codes along its unit direction (a slider's sigma).
+        self.register_buffer("direction_weights", torch.zeros(d, n))
+        self.register_buffer("direction_offset", torch.zeros(d))
+        self.register_buffer("direction_accuracy", torch.zeros(d))
+        self.register_buffer("direction_std", torch.ones(d))
 
     def _encoder_outputs(self) -> int:
         return self.cfg.max_latent
@@ -148,6 +160,28 @@ class FaceAE(nn.Module):
 
     def reconstruct(self, x: torch.Tensor, latent: int) -> torch.Tensor:
         return self.decode(self.code(x)[:, :latent])
+
+    def sample_codes(
+        self, n: int, source: str = "fitted", temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(n, max_latent) codes: from the prior N(0, I), or from the Gaussian fitted to training codes.
+
+        The temperature scales the spread about the mean (1: the distribution itself).
+        """
+        if source not in SAMPLE_SOURCES:
+            raise ValueError(f"source must be one of {SAMPLE_SOURCES}, not {source!r}")
+        eps = temperature * torch.randn(n, self.cfg.max_latent, generator=generator)
+        if source == "prior":
+            return eps
+        return self.latent_mean.float() + eps @ self.latent_chol.float().T
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, source: str = "fitted", temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """n faces decoded from sampled codes (see sample_codes)."""
+        z = self.sample_codes(n, source, temperature, generator)
+        return self.decode(z.to(next(self.parameters()).device))
 
     def forward(self, x: torch.Tensor, k: torch.Tensor | int) -> dict[str, torch.Tensor]:
         z = self.encode(x)
@@ -198,13 +232,6 @@ class FaceVAE(FaceAE):
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar) * out["mask"]
         kl = kl_dims.sum(1).mean() / target[0].numel()
         return {"reconstruction": recon, "kl": kl, "total": objective + kl_weight * kl}
-
-    @torch.no_grad()
-    def sample(self, n: int, latent: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Faces decoded from the prior N(0, I) over the first `latent` dimensions."""
-        latent = latent or self.cfg.max_latent
-        z = torch.randn(n, latent, generator=generator)
-        return self.decode(z.to(next(self.parameters()).device))
 
     def generate(self, x: torch.Tensor, latent: int | None = None) -> torch.Tensor:
         return self.reconstruct(x, latent or self.cfg.max_latent)

@@ -14,14 +14,15 @@ from PIL import Image
 
 from . import demo, explore
 from .faces import ImageLoadError, load_image
+from .latent_space import load_latent_space_report
 from .model import FaceAE
-from .visual import draw_boxes, error_map, png_bytes, upscale
+from .visual import draw_boxes, enlarge, error_map, png_bytes, upscale
 from .weights import WeightsError, default_weights_dir, load_model, weights_path
 
 ICON = "🗜️"
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in photo", "Upload", "Camera")
-RANDOM = "Random face (VAE prior)"
+RANDOM = "Random face"
 
 
 NAV = (
@@ -144,10 +145,23 @@ def heat(original_png: bytes, recon_png: bytes) -> bytes:
     return png_bytes(error_map(load_image(original_png), load_image(recon_png)))
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing samples…")
-def samples(seed: int, n: int, columns: int, key: str) -> bytes:
+@st.cache_data(max_entries=16, show_spinner=False)
+def fcz_code(data: bytes, key: str) -> np.ndarray:
+    """The VAE's full code of a .fcz file (raises codec.CodecError for a foreign or damaged file)."""
     models, _ = _load(key)
-    return png_bytes(explore.sample_grid(models["vae"], n, seed, columns))
+    return explore.code_from_fcz(data, models).numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing samples…")
+def samples(kind: str, source: str, temperature: float, seed: int, n: int, columns: int, key: str) -> bytes:
+    models, _ = _load(key)
+    return png_bytes(enlarge(explore.sample_grid(models[kind], n, seed, columns, source, temperature), 2))
+
+
+@st.cache_data(show_spinner=False)
+def latent_space_report(key: str) -> dict:
+    """weights/latent_space.json (measured edits and sample quality), {} when absent."""
+    return load_latent_space_report(default_weights_dir())
 
 
 @st.cache_data(max_entries=16, show_spinner="Making the GIF…")
@@ -168,10 +182,16 @@ class Source:
     label: str
     data: bytes | None = None
     seed: int | None = None
+    fcz: bool = False  # data is a .fcz file, not a photo
 
 
-def photo_source(key: str, allow_random: bool = False, default: int = 0, seed: int = 7) -> Source | None:
-    """Radio over built-in / upload / camera (/ random); None until the user supplies a photo."""
+def photo_source(
+    key: str, allow_random: bool = False, default: int = 0, seed: int = 7, allow_fcz: bool = False
+) -> Source | None:
+    """Radio over built-in / upload / camera (/ random); None until the user supplies a photo.
+
+    allow_fcz: the upload also takes a .fcz file made on Compare (its code is used as it is).
+    """
     options = list(SOURCES) + ([RANDOM] if allow_random else [])
     choice = st.radio("Face from", options, index=default, horizontal=True, key=f"{key}_source")
     if choice == "Built-in photo":
@@ -179,13 +199,17 @@ def photo_source(key: str, allow_random: bool = False, default: int = 0, seed: i
         return Source(name, data=demo.builtin_photo_bytes(name))
     if choice == "Upload":
         # Rendered only when chosen: the camera likewise asks for permission only on demand.
-        up = st.file_uploader("Photo (JPEG, PNG or WebP)", type=UPLOAD_TYPES, key=f"{key}_upload")
-        return None if up is None else Source(up.name, data=up.getvalue())
+        label = "Photo (JPEG, PNG, WebP, GIF, …) or a .fcz file" if allow_fcz else "Photo (JPEG, PNG, WebP, GIF, …)"
+        types = UPLOAD_TYPES + (["fcz"] if allow_fcz else [])
+        up = st.file_uploader(label, type=types, key=f"{key}_upload")
+        if up is None:
+            return None
+        return Source(up.name, data=up.getvalue(), fcz=up.name.lower().endswith(".fcz"))
     if choice == "Camera":
         shot = st.camera_input("Take a photo", key=f"{key}_camera")
         return None if shot is None else Source("camera", data=shot.getvalue())
     seed = int(st.number_input("Seed", 0, 1_000_000, seed, key=f"{key}_seed"))
-    return Source(f"random face, seed {seed}", seed=seed)
+    return Source(f"random face (VAE prior), seed {seed}", seed=seed)
 
 
 def pick_crop(data: bytes, key: str, show_photo: bool | None = True, photo_width: int = 900) -> bytes | None:

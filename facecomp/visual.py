@@ -45,6 +45,11 @@ def upscale(img: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:
     return img.resize((size, size), Image.Resampling.NEAREST)
 
 
+def enlarge(img: Image.Image, factor: int) -> Image.Image:
+    """Nearest-neighbour enlargement by an integer factor (any aspect ratio)."""
+    return img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+
+
 def fit_width(img: Image.Image, width: int = 900) -> Image.Image:
     """A large photo shrunk for display (smooth filter: this one is not about pixels)."""
     if img.width <= width:
@@ -91,15 +96,3 @@ def error_map(original: Image.Image, recon: Image.Image, max_error: float = 0.25
     err = np.abs(a - b).mean(axis=2) / max_error
     rgba = colormaps["inferno"](np.clip(err, 0.0, 1.0))
     return Image.fromarray((rgba[..., :3] * 255).round().astype(np.uint8), "RGB")
-
-
-def grid(images: Sequence[Image.Image], columns: int, gap: int = 4, background: str = "white") -> Image.Image:
-    """Equal-sized images tiled row by row."""
-    if not images:
-        raise ValueError("grid needs at least one image")
-    w, h = images[0].size
-    rows = -(-len(images) // columns)
-    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap), background)
-    for i, img in enumerate(images):
-        sheet.paste(img, ((i % columns) * (w + gap), (i // columns) * (h + gap)))
-    return sheet

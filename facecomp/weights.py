@@ -17,6 +17,10 @@ SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 RETRAIN_HINT = "see README 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
 
 
+# Statistics older files carry that the model no longer has (age is now a named direction).
+RETIRED_BUFFERS = {"age_direction"}
+
+
 class WeightsError(RuntimeError):
     """Shipped weights are missing, altered or unreadable."""
 
@@ -65,7 +69,17 @@ def read_model(path: Path, config: dict | None = None) -> FaceAE:
         meta = fh.metadata() or {}
     cfg = ModelConfig.from_dict(config or json.loads(meta["config"]))
     model = build_model(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
+    state = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in load_file(str(path)).items()
+        if k not in RETIRED_BUFFERS
+    }
+    # Files written before a statistic existed still load (as the start of a fine-tune):
+    # a missing fitted buffer keeps its neutral default until `fit-latents` fills it.
+    parameters = {name for name, _ in model.named_parameters()}
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys or parameters & set(result.missing_keys):
+        raise RuntimeError(f"{path}: unexpected {result.unexpected_keys}, missing {result.missing_keys}")
     return model.eval()
 
 

@@ -1,24 +1,36 @@
-"""Latent explorer: move a face along the VAE's main directions, morph two faces, sample new ones."""
+"""Latent explorer: edit a face along named directions, morph two faces, and see AE versus VAE samples."""
 
 import numpy as np
 import streamlit as st
 import torch
 
-from facecomp import explore, ui
+from facecomp import codec, explore, ui
+from facecomp.model import MODEL_KINDS
 from facecomp.visual import png_bytes, upscale
 
 ui.page_setup("Latent explorer")
 models, cards = ui.models_or_stop()
 key = ui.weights_key()
 vae = models["vae"]
-N_SLIDERS = 8
+N_MAIN = 8
 SIGMA = explore.SLIDER_RANGE
+BIAS_NOTE = (
+    "⚠️ Named directions were learned from labels made by people: CelebA's attribute labels "
+    "(celebrity photos, annotators' judgements) and UTKFace's ages (from its file names). They carry "
+    "those data sets' biases: a slider can also shift skin tone, gender cues, age or photo style."
+)
 
 
 def face_code(source: ui.Source, prefix: str) -> tuple[np.ndarray | None, bytes | None]:
     """The VAE code of a source, and its crop as PNG when it is a photo."""
     if source.seed is not None:
-        return explore.prior_code(vae, source.seed).numpy(), None
+        return explore.random_code(vae, source.seed, "prior").numpy(), None
+    if source.fcz:
+        try:
+            return ui.fcz_code(source.data, key), None
+        except codec.CodecError as err:
+            st.error(f"That .fcz file cannot be used here: {err}")
+            return None, None
     crop_png = ui.pick_crop(source.data, prefix, show_photo=None, photo_width=600)
     return (None, None) if crop_png is None else (ui.code_of(crop_png, key), crop_png)
 
@@ -27,14 +39,22 @@ def face_png(code: np.ndarray) -> bytes:
     return ui.decoded_png(code.astype(np.float32).tobytes(), key)
 
 
-dirs = explore.directions(vae, N_SLIDERS)
-age = explore.age_direction(vae)
-slider_keys = [f"explore_dir{i}" for i in range(len(dirs))] + (["explore_age"] if age else [])
+edits = ui.latent_space_report(key).get("edits")
+shown, more = explore.editor_directions(vae, edits, N_MAIN)
+slider_keys = {d.name: f"explore_{d.name}" for d in shown + more}
 
 
 def reset() -> None:
-    for k in slider_keys:
+    for k in slider_keys.values():
         st.session_state[k] = 0.0
+
+
+def sliders(dirs: list[explore.Direction]) -> list[float]:
+    cols = st.columns(2)
+    return [
+        cols[i % 2].slider(d.name, -SIGMA, SIGMA, 0.0, 0.1, key=slider_keys[d.name], format="%.1f σ", help=d.note)
+        for i, d in enumerate(dirs)
+    ]
 
 
 @st.fragment
@@ -43,24 +63,19 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
     ui.inference_threads()
     start_col, edited_col, slider_col = st.columns([1, 1, 2], gap="medium")
     with slider_col:
-        st.markdown("**Main directions of the VAE latent space** (±3 standard deviations)")
-        cols = st.columns(2)
-        sigmas = [
-            cols[i % 2].slider(d.name, -SIGMA, SIGMA, 0.0, 0.1, key=slider_keys[i], format="%.1f σ")
-            for i, d in enumerate(dirs)
-        ]
-        if age:
-            sigmas.append(st.slider(age.name, -SIGMA, SIGMA, 0.0, 0.1, key="explore_age", format="%.1f σ"))
-            st.caption(
-                "⚠️ The age direction was learned from UTKFace's age labels, so it carries that data's biases: "
-                "it can also shift skin tone, gender cues or photo style."
-            )
-        else:
-            st.caption("No age direction in these weights yet (it is fitted from UTKFace's age labels).")
-        if dirs and dirs[0].note:
-            st.caption(f"Principal directions not fitted yet ({dirs[0].note}).")
+        st.markdown("**Move the face along named directions** (±3 standard deviations of real faces)")
+        sigmas = sliders(shown)
+        if more:
+            with st.expander(f"More directions ({len(more)})"):
+                st.caption(
+                    "Named directions here pass the accuracy bar, but their edits flip the attribute less "
+                    "reliably or change the person more often. Main directions are the principal components "
+                    "of the VAE's codes of real faces."
+                )
+                sigmas += sliders(more)
+        st.caption(BIAS_NOTE)
         st.button("Reset sliders", on_click=reset)
-    moved = explore.move(torch.from_numpy(code), dirs + ([age] if age else []), sigmas)
+    moved = explore.move(torch.from_numpy(code), shown + more, sigmas)
     with start_col:
         st.markdown("### Start")
         st.image(ui.upscaled(crop_png) if crop_png is not None else face_png(code), width="stretch")
@@ -77,7 +92,7 @@ def morph(code: np.ndarray, label: str) -> None:
     ui.inference_threads()
     pick, a_col, t_col, b_col = st.columns(4, gap="medium")
     with pick:
-        other = ui.photo_source("morph", allow_random=True, default=3, seed=42)
+        other = ui.photo_source("morph", allow_random=True, default=1, allow_fcz=True)
         other_code = None if other is None else face_code(other, "morph")[0]
         if other_code is None:
             return
@@ -94,20 +109,31 @@ def morph(code: np.ndarray, label: str) -> None:
 
 @st.fragment
 def samples() -> None:
+    """AE and VAE side by side, each sampled from the prior and from the fitted Gaussian."""
     ui.inference_threads()
-    seed_col, _ = st.columns([1, 3])
+    seed_col, temp_col, _ = st.columns([1, 1, 2])
     seed = int(seed_col.number_input("Sample seed", 0, 1_000_000, 0, key="grid_seed"))
-    st.image(ui.samples(seed, 12, 6, key), width="stretch", caption="12 codes drawn from N(0, I), decoded by the VAE")
+    temperature = temp_col.slider("Temperature", 0.3, 1.5, 1.0, 0.1, key="grid_temperature")
+    columns = st.columns(len(MODEL_KINDS), gap="large")
+    for kind, col in zip(MODEL_KINDS, columns):
+        with col:
+            st.markdown(f"### {kind.upper()}")
+            for source, caption in explore.SAMPLE_SOURCE_WORDS.items():
+                st.image(ui.samples(kind, source, temperature, seed, 8, 4, key), width="stretch")
+                st.caption(f"{kind.upper()}: {caption}")
 
 
 st.title("Latent explorer (VAE)")
 pick, photo = st.columns([1, 2], gap="large")
 with pick:
-    source = ui.photo_source("explore", allow_random=True, default=3)
+    source = ui.photo_source("explore", allow_random=True, default=3, allow_fcz=True)
 with photo:
     code, crop_png = (None, None) if source is None else face_code(source, "explore")
 if code is None:
-    st.info("Choose a face to start: a random one from the prior, a built-in photo, an upload or the camera.")
+    st.info(
+        "Choose a face to start: a random one from the VAE's prior, a built-in photo, an upload "
+        "(a photo, or a .fcz file made on Compare) or the camera."
+    )
     st.stop()
 editor(code, crop_png, source.label)
 
@@ -117,5 +143,11 @@ st.caption("From the start face to a second face along a great circle in latent 
 morph(code, source.label)
 
 st.divider()
-st.header("Random faces from the prior")
+st.header("Random faces: AE versus VAE")
+st.caption(
+    "The VAE is trained so that its codes of real faces fill the prior N(0, I): random codes from the prior "
+    "decode to faces. The AE's codes lie wherever training put them, so its prior samples are not faces; "
+    "a Gaussian fitted to its codes of real faces (shipped in the weights) gives faces again. "
+    "Temperature scales the spread of the codes."
+)
 samples()

@@ -5,10 +5,8 @@
 1. Cold start: starts `streamlit run app.py`, opens Home in headless Chromium (already
    running, so its own start-up is not counted) and waits until the live example's images
    have loaded and the script run is over. Prints seconds from the server's launch.
-2. Slider move, server time: the explorer page in-process (streamlit.testing AppTest), models
-   already held by st.cache_resource; each move re-runs the page script, timed around it.
-   A real browser re-runs only the slider fragment, so this is an upper bound.
-3. Slider move, browser round trip: mouse drag to the new image on screen, for reference.
+2. Slider move, browser round trip: mouse drag to the new image on screen.
+3. Slider move, server time: `facecomp.bench.app_reruns` (AppTest; also in `python -m facecomp bench`).
 
 Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/.
 """
@@ -76,10 +74,11 @@ def browser_bench(weights: Path, moves: int) -> dict[str, float | list[float]]:
 
             pg.goto(f"{url}/Latent_explorer")
             wait_settled(pg, 6)
-            drag_until_redrawn(pg, "Direction 1", -30, image=1)  # warm-up
+            labels = slider_labels(weights)
+            drag_until_redrawn(pg, labels[0], -30, image=1)  # warm-up
             times, missed = [], 0
             for i in range(moves):
-                label = f"Direction {1 + (i // 4) % 8}"  # 4 moves per slider, rightwards: every move a new value
+                label = labels[(i // 4) % len(labels)]  # 4 moves per slider, rightwards: every move a new value
                 before = pg.locator('[data-testid="stImage"] img').nth(1).get_attribute("src")
                 t = time.perf_counter()
                 drag_slider(pg, label, 15)
@@ -101,22 +100,15 @@ def browser_bench(weights: Path, moves: int) -> dict[str, float | list[float]]:
     return out
 
 
-def apptest_bench(weights: Path, moves: int) -> list[float]:
-    from streamlit.testing.v1 import AppTest
+def slider_labels(weights: Path) -> list[str]:
+    """The explorer's default sliders for these weights."""
+    from facecomp import explore
+    from facecomp.latent_space import load_latent_space_report
+    from facecomp.weights import load_model
 
-    os.environ["FACECOMP_WEIGHTS_DIR"] = str(weights)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.run()
-    at.switch_page("pages/2_Latent_explorer.py").run()
-    at.slider(key="explore_dir0").set_value(0.1).run()  # warm every cache once
-    times = []
-    for i in range(moves):
-        slider = at.slider(key="explore_dir0").set_value(round(0.1 * ((i % 20) - 10), 1))
-        t = time.perf_counter()
-        slider.run()
-        times.append(time.perf_counter() - t)
-        assert not at.exception, at.exception
-    return times
+    vae, _ = load_model("vae", weights)
+    shown, _ = explore.editor_directions(vae, load_latent_space_report(weights).get("edits"))
+    return [d.name for d in shown]
 
 
 def ms(values: list[float]) -> str:
@@ -144,8 +136,10 @@ def main() -> None:
             print(f"  ({res['slider_missed']} drags did not redraw within 10 s and were not timed)")
     else:
         print(f"{CHROMIUM} missing: skipping the cold-start and round-trip measurements")
-    times = apptest_bench(weights, args.moves)
-    print(f"slider move, server time of a full explorer-page rerun (AppTest, models cached): {ms(times)}")
+    from facecomp.bench import app_reruns
+
+    slider = app_reruns(weights, args.moves)["explorer_slider_rerun"]
+    print(f"slider move, server time of a full explorer-page rerun (AppTest, models cached): {slider}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 
+from facecomp.attributes import Direction
 from facecomp.demo import builtin_photo_bytes
 from facecomp.faces import CROP_SIZE
+from facecomp.latents import set_directions
 from facecomp.model import LATENT_LADDER, FaceAE, ModelConfig, build_model
 from facecomp.weights import save_model
 
@@ -119,12 +121,17 @@ def _calibrate_batchnorm(model: FaceAE) -> None:
     model.eval()
 
 
+# Named directions of the test weights: (name, held-out balanced accuracy).
+TEST_DIRECTIONS = (("Smiling", 0.93), ("Age", 0.88), ("Hat", 0.61))
+
+
 def write_untrained_weights(directory: Path, fitted: bool = True, seed: int = 0) -> Path:
     """Untrained AE and VAE weights with model cards in `directory`, for tests and benchmarks of
     the app's plumbing (they do not depend on the shipped files' quality).
 
     `fitted` fills the VAE's explorer buffers with random orthonormal principal directions
-    and an age direction, so the fitted code paths run too.
+    and named directions (two that pass the accuracy bar, one that does not), so the
+    fitted code paths run too.
     """
     directory = Path(directory)
     for kind in ("ae", "vae"):
@@ -133,11 +140,15 @@ def write_untrained_weights(directory: Path, fitted: bool = True, seed: int = 0)
         _calibrate_batchnorm(model)
         if fitted and kind == "vae":
             n_pcs, size = model.latent_pcs.shape
-            q, _ = torch.linalg.qr(torch.randn(size, n_pcs + 1))
+            q, _ = torch.linalg.qr(torch.randn(size, n_pcs + len(TEST_DIRECTIONS)))
             model.latent_pcs.copy_(q[:, :n_pcs].T)
             # Large spreads: an untrained decoder barely reacts to small moves, and tests must see change.
             model.latent_pc_std.copy_(torch.linspace(8.0, 2.0, n_pcs))
-            model.age_direction.copy_(q[:, n_pcs])
+            named = [
+                Direction(name, q[:, n_pcs + i], 0.0, accuracy) for i, (name, accuracy) in enumerate(TEST_DIRECTIONS)
+            ]
+            set_directions(model, named)
+            model.direction_std.fill_(6.0)
         history = [
             {
                 "epoch": e,

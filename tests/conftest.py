@@ -50,7 +50,7 @@ def make_tiny_weights(folder: Path, seed: int = 0) -> Path:
     images = (generated_faces(16, seed) * 255).round().to(torch.uint8)
     for kind in ("ae", "vae"):
         model = build_model(ModelConfig(kind=kind, channels=TINY_CHANNELS)).eval()
-        fit_latent_stats(model, images, [None] * len(images), gain_faces=2)
+        fit_latent_stats(model, images, gain_faces=2)
         # An untrained decoder barely reacts to its code, which would quantise every
         # dimension to zero; pretend it is sensitive so files carry real symbols.
         steps_wanted = model.latent_std / 20
@@ -62,3 +62,18 @@ def make_tiny_weights(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained full-size weights with cards and an evaluation JSON, for the app's tests."""
+    from .appdata import make_weights_dir
+
+    return make_weights_dir(tmp_path_factory.mktemp("app_weights"))
+
+
+@pytest.fixture
+def use_weights(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The app reads its weights from `weights_dir` during the test."""
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(weights_dir))
+    return weights_dir

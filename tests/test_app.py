@@ -18,17 +18,6 @@ PAGES = ["pages/1_Compare.py", "pages/2_Latent_explorer.py", "pages/3_Benchmarks
 TIMEOUT = 300  # generous: CI machines may be busy; a normal run takes seconds
 
 
-@pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_weights_dir(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture
-def use_weights(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(weights_dir))
-    return weights_dir
-
-
 def open_page(page: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
@@ -183,21 +172,27 @@ def test_explorer_slider_move_changes_face(use_weights: Path) -> None:
     at = open_page("pages/2_Latent_explorer.py")
     assert_clean(at)
     before = image_urls(at)
-    at.slider(key="explore_dir0").set_value(2.0).run()
+    at.slider(key="explore_Smiling").set_value(2.0).run()
     assert_clean(at)
     after = image_urls(at)
     assert after[0] == before[0]  # start face unchanged
     assert after[1] != before[1]  # edited face redrawn
     at.button[0].click().run()  # reset
-    assert at.slider(key="explore_dir0").value == 0.0
+    assert at.slider(key="explore_Smiling").value == 0.0
 
 
-def test_explorer_age_slider_and_bias_note(use_weights: Path) -> None:
+def test_explorer_named_sliders_and_bias_note(use_weights: Path) -> None:
     at = open_page("pages/2_Latent_explorer.py")
-    assert "biases" in "\n".join(c.value for c in at.caption)
+    captions = "\n".join(c.value for c in at.caption)
+    assert "biases" in captions and "CelebA" in captions and "UTKFace" in captions
+    labels = [s.label for s in at.slider]
+    # A direction below the accuracy bar is never a slider; main directions sit under "more".
+    assert {"Smiling", "Age", "Main direction 1"} <= set(labels) and "Hat" not in labels
     before = image_urls(at)
-    at.slider(key="explore_age").set_value(-3.0).run()
+    at.slider(key="explore_Age").set_value(-3.0).run()
     assert_clean(at)
+    assert image_urls(at)[1] != before[1]
+    at.slider(key="explore_Main direction 1").set_value(3.0).run()
     assert image_urls(at)[1] != before[1]
 
 

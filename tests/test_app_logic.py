@@ -11,7 +11,7 @@ from PIL import Image
 
 from facecomp import charts, demo, explore
 from facecomp.faces import FaceBox, ImageLoadError
-from facecomp.visual import draw_boxes, error_map, grid, png_bytes, to_pil, to_tensor, upscale
+from facecomp.visual import draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
 from tests.appdata import ASTRONAUT, fake_evaluation, make_weights_dir
 
@@ -92,14 +92,20 @@ def test_slerp_endpoints_and_norm() -> None:
     assert torch.allclose(explore.slerp(a, a, 0.3), a, atol=1e-5)
 
 
-def test_directions_move_and_age(models: dict) -> None:
+def test_directions_move_and_named(models: dict) -> None:
     vae, ae = models["vae"], models["ae"]
     dirs = explore.directions(vae, 8)
     assert len(dirs) == 8 and not dirs[0].note  # fitted by the test weights
     assert explore.directions(ae, 4)[0].note  # unfitted: latent axes
-    age = explore.age_direction(vae)
-    assert age is not None and explore.age_direction(ae) is None
-    base = explore.prior_code(vae, 3)
+    # Only directions that pass the accuracy bar become sliders; the edit report decides the defaults.
+    named = explore.named_directions(vae)
+    assert [d.name for d in named] == ["Smiling", "Age"] and all(d.default for d in named)
+    edits = {"Smiling": {"flip_rate": 0.5, "identity_kept": 0.9, "shown_by_default": False}}
+    named = explore.named_directions(vae, edits)
+    assert [(d.name, d.default) for d in named] == [("Age", True), ("Smiling", False)]
+    assert "flips it in 50%" in named[1].note
+    assert explore.named_directions(ae) == []
+    base = explore.random_code(vae, 3, "prior")
     moved = explore.move(base, dirs, [1.0] + [0.0] * 7)
     assert torch.allclose(moved - base, dirs[0].std * dirs[0].vector, atol=1e-5)
     assert torch.equal(explore.move(base, dirs, [0.0] * 8), base)
@@ -107,13 +113,13 @@ def test_directions_move_and_age(models: dict) -> None:
 
 def test_morph_gif_and_samples(models: dict, crop: Image.Image) -> None:
     vae = models["vae"]
-    frames = explore.morph_frames(vae, explore.encode(vae, crop), explore.prior_code(vae, 1), 6)
+    frames = explore.morph_frames(vae, explore.encode(vae, crop), explore.random_code(vae, 1), 6)
     assert len(frames) == 6 and frames[0].size == (128, 128)
     gif = Image.open(io.BytesIO(explore.gif_bytes(frames, size=256)))
     assert gif.format == "GIF" and gif.n_frames == 10 and gif.size == (256, 256)  # there and back
-    sheet = explore.sample_grid(vae, 6, seed=1, columns=3, size=64)
-    assert sheet.size == (3 * 64 + 2 * 4, 2 * 64 + 4)
-    assert grid([sheet], 1).size == sheet.size
+    sheet = explore.sample_grid(vae, 6, seed=1, columns=3)
+    assert sheet.size == (3 * 130 + 2, 2 * 130 + 2)  # torchvision's make_grid: 2-pixel gaps and border
+    assert explore.sample_grid(vae, 6, seed=2, columns=3) != sheet
 
 
 def test_charts_from_evaluation() -> None:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from facecomp import explore
+from facecomp.latent_space import load_latent_space_report
+from facecomp.weights import load_model
 from tests.appdata import ROOT, astronaut_png, make_weights_dir
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,11 +77,16 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # What a user gets: the shipped weights (the app tests cover throwaway ones).
     shipped = ROOT / "weights"
     has_shipped = (shipped / "ae.json").exists() and (shipped / "vae.json").exists()
-    weights = shipped if has_shipped else make_weights_dir(tmp_path_factory.mktemp("browser_weights"))
+    return shipped if has_shipped else make_weights_dir(tmp_path_factory.mktemp("browser_weights"))
+
+
+@pytest.fixture(scope="module")
+def server(served_weights: Path) -> Iterator[str]:
+    weights = served_weights
     port = free_port()
     proc = start_server(weights, port)
     url = f"http://127.0.0.1:{port}"
@@ -196,19 +204,27 @@ def test_compare_upload(page: object, server: str, shots: Path, tmp_path: Path) 
     shoot(page, shots / "4_compare_heatmap.png")
 
 
-def test_explorer_slider(page: object, server: str, shots: Path) -> None:
+def first_slider(weights: Path) -> str:
+    """The label of the explorer's first default slider for these weights."""
+    vae, _ = load_model("vae", weights)
+    shown, _ = explore.editor_directions(vae, load_latent_space_report(weights).get("edits"))
+    return shown[0].name
+
+
+def test_explorer_slider(page: object, server: str, served_weights: Path, shots: Path) -> None:
+    label = first_slider(served_weights)
     page.goto(f"{server}/Latent_explorer")
     page.get_by_text("Edited").first.wait_for()
     wait_images(page, 6)
     settle(page)
     before = images(page)
     shoot(page, shots / "5_explorer.png")
-    drag_until_redrawn(page, "Direction 1", 40, image=1)
+    drag_until_redrawn(page, label, 40, image=1)
     settle(page)
     assert_no_exception(page)
     after = images(page)
     assert after[0] == before[0] and after[1] != before[1]
-    assert float(page.get_by_role("slider", name="Direction 1").get_attribute("value")) > 0.5
+    assert float(page.get_by_role("slider", name=label).get_attribute("value")) > 0.5
     shoot(page, shots / "6_explorer_moved.png")
 
 

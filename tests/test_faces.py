@@ -102,3 +102,16 @@ def test_crop_cli_writes_pngs_and_warns_without_a_face(tmp_path, astronaut, caps
     assert Image.open(tmp_path / "out" / "astronaut.png").size == (CROP_SIZE, CROP_SIZE)
     assert Image.open(tmp_path / "out" / "wall.png").size == (CROP_SIZE, CROP_SIZE)
     assert "wall.png: no face found" in capsys.readouterr().err
+
+
+def test_detection_is_thread_safe(astronaut, grace_hopper) -> None:
+    """The app detects faces for many users at once; a shared OpenCV cascade gave wrong boxes (and crashed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facecomp.faces import detect_faces
+
+    photos = [astronaut, grace_hopper]
+    expected = [detect_faces(p) for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda i: detect_faces(photos[i % 2]), range(48)))
+    assert all(boxes == expected[i % 2] for i, boxes in enumerate(found))

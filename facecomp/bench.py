@@ -1,0 +1,215 @@
+"""One benchmark command: `python -m facecomp bench --json FILE`.
+
+Everything is timed on this machine in one run, so ratios between its numbers (the
+.fcz codec against JPEG, WebP and AVIF on the same crop) compare like with like. Run it
+on an idle machine: a training run or a test suite beside it slows every number.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from . import codec
+from .faces import canonical_crop, load_image
+from .model import LATENT_LADDER, MODEL_KINDS, FaceAE
+from .visual import to_tensor
+from .weights import load_model
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+BATCHES = (1, 64)
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median and 95th percentile of `repeats` calls, in milliseconds, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 3),
+        "n": repeats,
+    }
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def benchmark_crop() -> Image.Image:
+    """scikit-image's astronaut, cropped the canonical way (a real face no one trained on)."""
+    from skimage import data
+
+    return canonical_crop(Image.fromarray(data.astronaut()))[0]
+
+
+@torch.inference_mode()
+def model_latency(models: dict[str, FaceAE], x: torch.Tensor, repeats: int) -> dict:
+    """Encode and decode per model, latent size and batch size."""
+    out: dict = {}
+    for kind, model in models.items():
+        for batch in BATCHES:
+            xb = x.expand(batch, -1, -1, -1).contiguous()
+            n = max(3, repeats // batch)
+            out[f"{kind}_encode_b{batch}"] = timed(lambda m=model, xb=xb: m.code(xb), n)
+            code = model.code(xb)
+            for latent in LATENT_LADDER:
+                z = code[:, :latent]
+                out[f"{kind}_decode_{latent}_b{batch}"] = timed(lambda m=model, z=z: m.decode(z), n)
+    return out
+
+
+def codec_latency(models: dict[str, FaceAE], crop: Image.Image, repeats: int) -> dict:
+    """compress + decompress of one face per model and level, and the classic codecs on the same crop."""
+    x = to_tensor(crop)
+    out: dict = {}
+    for kind, model in models.items():
+        for latent in LATENT_LADDER:
+            packed = codec.compress(model, x, latent)
+            stats = timed(
+                lambda m=model, latent=latent: codec.decompress(codec.compress(m, x, latent).data, models), repeats
+            )
+            out[f"{kind}_{latent}"] = {**stats, "bytes": len(packed.data)}
+    for fmt in codec.CLASSIC_FORMATS:
+        data = codec.encode_classic(crop, fmt, 30)
+        stats = timed(lambda fmt=fmt: load_image(codec.encode_classic(crop, fmt, 30)), repeats)
+        out[f"{fmt.lower()}_q30"] = {**stats, "bytes": len(data)}
+    return out
+
+
+def detection_latency(repeats: int) -> dict:
+    """Load, detect and crop a 1920x1080 photo (the astronaut on a larger canvas, as a camera frame)."""
+    from skimage import data
+
+    from .faces import detect_faces
+    from .visual import png_bytes
+
+    frame = Image.new("RGB", (1920, 1080), (90, 100, 110))
+    frame.paste(Image.fromarray(data.astronaut()).resize((900, 900)), (510, 90))
+    encoded = png_bytes(frame)
+
+    def run() -> None:
+        canonical_crop(load_image(encoded))
+
+    return {"faces_found": len(detect_faces(frame)), **timed(run, repeats)}
+
+
+def training_throughput(kind: str = "vae", batch: int = 64, steps: int = 6) -> dict:
+    """Images per second of full training steps (bf16 autocast + channels_last on CPU, as `train`)."""
+    from .model import ModelConfig, build_model, sample_prefix
+    from .train import build_optimizer
+
+    model = build_model(ModelConfig(kind=kind)).to(memory_format=torch.channels_last).train()
+    opt = build_optimizer(model, 1e-4)
+    x = torch.rand(batch, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        with torch.autocast("cpu", torch.bfloat16):
+            out = model(x, sample_prefix(batch, model.cfg.ladder))
+        loss = model.loss(out, x, 0.05)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    stats = timed(step, steps, warmup=2)
+    return {"batch": batch, "step": stats, "images_per_second": round(1000 * batch / stats["median_ms"], 1)}
+
+
+def app_reruns(weights_dir: Path | None, moves: int) -> dict:
+    """Server time of a Compare rerun (latent size changed) and an explorer slider move, via AppTest.
+
+    AppTest reruns the whole page script; a browser reruns only the slider's fragment, so
+    the slider number is an upper bound of what one user waits for on the server.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    if weights_dir:
+        os.environ["FACECOMP_WEIGHTS_DIR"] = str(weights_dir)
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    at.switch_page("pages/1_Compare.py").run()
+    compare_times = []
+    for i in range(moves):
+        widget = at.select_slider(key="compare_latent").set_value(LATENT_LADDER[i % len(LATENT_LADDER)])
+        start = time.perf_counter()
+        widget.run()
+        compare_times.append(time.perf_counter() - start)
+    at.switch_page("pages/2_Latent_explorer.py").run()
+    key = next(s.key for s in at.slider if s.key and s.key.startswith("explore_"))
+    at.slider(key=key).set_value(0.1).run()  # warm every cache once
+    slider_times = []
+    for i in range(moves):
+        widget = at.slider(key=key).set_value(round(0.1 * ((i % 20) - 10), 1))
+        start = time.perf_counter()
+        widget.run()
+        slider_times.append(time.perf_counter() - start)
+        if at.exception:
+            raise RuntimeError(f"explorer raised: {at.exception[0].value}")
+
+    def summary(times: list[float]) -> dict:
+        times = sorted(times)
+        return {
+            "median_ms": round(1000 * statistics.median(times), 1),
+            "p95_ms": round(1000 * times[min(len(times) - 1, int(0.95 * len(times)))], 1),
+            "n": len(times),
+        }
+
+    return {"compare_rerun": summary(compare_times), "explorer_slider_rerun": {"slider": key, **summary(slider_times)}}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def ratios(codecs: dict) -> dict:
+    """How the .fcz round trip at 256 compares with the classic codecs' round trip on the same crop."""
+    out = {}
+    for kind in MODEL_KINDS:
+        ours = codecs.get(f"{kind}_256", {}).get("median_ms")
+        for fmt in codec.CLASSIC_FORMATS:
+            theirs = codecs.get(f"{fmt.lower()}_q30", {}).get("median_ms")
+            if ours and theirs:
+                out[f"{kind}_256_vs_{fmt.lower()}"] = round(ours / theirs, 2)
+    return out
+
+
+def run_benchmarks(weights_dir: Path | None = None, repeats: int = 50, app_moves: int = 20) -> dict:
+    models = {kind: load_model(kind, weights_dir)[0] for kind in MODEL_KINDS}
+    crop = benchmark_crop()
+    result: dict = {"machine": machine(), "repeats": repeats}
+    result["model_latency"] = model_latency(models, to_tensor(crop).unsqueeze(0), repeats)
+    result["codec_round_trip"] = codec_latency(models, crop, repeats)
+    result["codec_ratios"] = ratios(result["codec_round_trip"])
+    result["detect_and_crop_1080p"] = detection_latency(max(5, repeats // 5))
+    result["training"] = training_throughput()
+    result["app"] = app_reruns(weights_dir, app_moves)
+    result["peak_memory_mb"] = peak_memory_mb()
+    return result

@@ -1,0 +1,171 @@
+"""How good is a latent space? Sample quality (FD-dlib), identity kept, and edits that do what they say.
+
+FD-dlib is the FID recipe with a face-recognition network instead of ImageNet's Inception
+(whose weights cannot be had offline): the Fréchet distance between Gaussians fitted to
+dlib descriptors of decoded samples and of real validation faces. Lower is more face-like;
+two halves of the real faces give its floor at that sample size.
+
+`python -m facecomp latent-space` writes the JSON that the README table, the Benchmarks page
+and the explorer's choice of default sliders are drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import identity
+from .attributes import MIN_BALANCED_ACCURACY, Labelled, load_labels
+from .data import CropCache
+from .latents import all_codes
+from .model import LATENT_LADDER, MODEL_KINDS, FaceAE
+from .weights import load_model, read_model
+
+FD_FACES = 2000  # real faces and decoded samples per FD-dlib, for the shipped models
+SWEEP_FD_FACES = 1000  # the same for each run of a sweep (dlib takes ~0.1 s a face on a CPU core)
+IDENTITY_FACES = 500  # validation faces whose reconstructions are checked for identity
+IDENTITY_LATENT = 256
+EDIT_FACES = 100  # held-out labelled faces per named direction
+EDIT_SIGMAS = 2.0  # the move that should flip the attribute
+IDENTITY_SIGMAS = 1.0  # the move after which the person should still be the same
+# A slider is shown by default when its edits do what they say on held-out faces.
+DEFAULT_MIN_FLIP = 0.70
+DEFAULT_MIN_IDENTITY = 0.80
+
+
+@torch.inference_mode()
+def decode_all(model: FaceAE, codes: torch.Tensor, batch: int = 200) -> torch.Tensor:
+    return torch.cat([model.decode(codes[i : i + batch]) for i in range(0, len(codes), batch)])
+
+
+@torch.inference_mode()
+def sample_descriptors(
+    model: FaceAE, source: str, n: int = FD_FACES, temperature: float = 1.0, seed: int = 0
+) -> np.ndarray:
+    codes = model.sample_codes(n, source, temperature, torch.Generator().manual_seed(seed))
+    return identity.descriptors(decode_all(model, codes))
+
+
+def validation_faces(data: Path, n: int) -> torch.Tensor:
+    """n validation faces (uint8 NCHW), spread over the split by a fixed permutation."""
+    images = CropCache(data, "val").load_all()
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n]
+    return images[pick]
+
+
+@torch.inference_mode()
+def identity_kept(model: FaceAE, faces: torch.Tensor, real_desc: np.ndarray, latent: int) -> dict[str, float]:
+    """Descriptor distance between validation faces and their reconstructions at `latent`."""
+    codes = all_codes(model, faces)
+    recon = decode_all(model, codes[:, :latent])
+    return identity.summary(identity.distances(real_desc, identity.descriptors(recon)))
+
+
+def model_report(model: FaceAE, card: dict, real: tuple[torch.Tensor, np.ndarray], n_fd: int = FD_FACES) -> dict:
+    """PSNR per latent size (from the card), identity kept, FD-dlib of both samplers on n_fd faces."""
+    faces, desc = real
+    fd = {
+        src: identity.frechet_distance(sample_descriptors(model, src, n_fd), desc[:n_fd]) for src in ("prior", "fitted")
+    }
+    return {
+        "fd_faces": n_fd,
+        "kl_weight": card.get("kl_weight"),
+        "validation_psnr": card.get("validation_psnr"),
+        f"identity_{IDENTITY_LATENT}": identity_kept(
+            model, faces[:IDENTITY_FACES].float() / 255, desc[:IDENTITY_FACES], IDENTITY_LATENT
+        ),
+        "fd_dlib": {**fd, "prior_over_fitted": fd["prior"] / fd["fitted"]},
+    }
+
+
+@torch.inference_mode()
+def edit_report(model: FaceAE, labelled: Labelled, n_faces: int = EDIT_FACES, seed: int = 0) -> dict[str, dict]:
+    """Per named direction, on held-out labelled faces (decoded by the model first):
+
+    - flip rate: move 2 sigma towards the other side of the classifier (towards 'has it' for
+      faces labelled without it, away for faces labelled with it), decode, re-encode, and
+      count how often the same linear classifier now says the opposite of the label;
+    - identity kept: the share of +-1 sigma moves whose decoding dlib still calls the
+      same person as the unmoved decoding.
+    """
+    val_idx = np.flatnonzero(labelled.val)
+    rng = np.random.default_rng(seed)
+    pick = torch.from_numpy(rng.permutation(val_idx)[:n_faces])
+    codes = all_codes(model, labelled.images[pick])
+    base_desc = identity.descriptors(decode_all(model, codes))
+    report = {}
+    for j, name in enumerate(model.cfg.directions):
+        weights, offset = model.direction_weights[j].float(), float(model.direction_offset[j])
+        unit = weights / weights.norm()
+        sigma = float(model.direction_std[j])
+        row = {"balanced_accuracy": float(model.direction_accuracy[j]), "sigma": sigma}
+        if name in labelled.names:
+            has = torch.from_numpy(labelled.labels[pick.numpy(), labelled.names.index(name)].astype(bool))
+            towards = torch.where(has, -1.0, 1.0)  # remove it where present, add it where absent
+            moved = codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit
+            recoded = all_codes(model, (decode_all(model, moved) * 255).round().to(torch.uint8))
+            now_has = recoded @ weights + offset > 0
+            row["flip_rate"] = float((now_has != has).float().mean())
+        else:  # age: a regression; 'flip' = crossing the median age it was scored against
+            before = codes @ weights + offset > 0
+            towards = torch.where(before, -1.0, 1.0)
+            moved = codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit
+            recoded = all_codes(model, (decode_all(model, moved) * 255).round().to(torch.uint8))
+            row["flip_rate"] = float(((recoded @ weights + offset > 0) != before).float().mean())
+        kept = []
+        for sign in (1.0, -1.0):
+            moved = codes + sign * IDENTITY_SIGMAS * sigma * unit
+            kept.append(identity.distances(base_desc, identity.descriptors(decode_all(model, moved))))
+        row["identity_kept"] = float((np.concatenate(kept) < identity.SAME_PERSON).mean())
+        row["faces"] = len(pick)
+        row["shown_by_default"] = bool(
+            row["balanced_accuracy"] >= MIN_BALANCED_ACCURACY
+            and row["flip_rate"] >= DEFAULT_MIN_FLIP
+            and row["identity_kept"] >= DEFAULT_MIN_IDENTITY
+        )
+        report[name] = row
+    return report
+
+
+REPORT_FILE = "latent_space.json"
+
+
+def load_latent_space_report(weights_dir: Path) -> dict:
+    """The committed report beside the weights, or {} when there is none."""
+    path = Path(weights_dir) / REPORT_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def latent_space_report(
+    data: Path, labels: Path | None, weights_dir: Path | None = None, sweep: list[Path] | None = None
+) -> dict:
+    """Everything the README and the app show about the latent spaces, as one JSON-able dict."""
+    faces = validation_faces(data, FD_FACES)
+    desc = identity.descriptors(faces.float() / 255)
+    half = FD_FACES // 2
+    result: dict = {
+        "fd_faces": FD_FACES,
+        "identity_faces": IDENTITY_FACES,
+        "real_halves_fd": identity.frechet_distance(desc[:half], desc[half:]),
+        "ladder": list(LATENT_LADDER),
+        "models": {},
+    }
+    for kind in MODEL_KINDS:
+        model, card = load_model(kind, weights_dir)
+        result["models"][kind] = model_report(model, card, (faces, desc))
+        print(kind, json.dumps(result["models"][kind]["fd_dlib"]), flush=True)
+    if sweep:
+        result["sweep_fd_faces"] = SWEEP_FD_FACES
+        result["sweep"] = []
+        for path in sweep:
+            card = json.loads(Path(path).with_suffix(".json").read_text())
+            row = model_report(read_model(Path(path)), card, (faces, desc), SWEEP_FD_FACES)
+            result["sweep"].append({"weights": str(path), "epochs": card.get("epochs"), **row})
+            print(path, row["kl_weight"], json.dumps(row["fd_dlib"]), flush=True)
+    if labels is not None:
+        vae, _ = load_model("vae", weights_dir)
+        result["edits"] = edit_report(vae, load_labels(labels))
+    return result

@@ -1,0 +1,1107 @@
+"""Load and memory test of the real app server: many users at once, and the memory they leave behind.
+
+    python scripts/load_test.py [--clients 20] [--browsers 2] [--slider-moves 10] [--soak-reruns 500]
+                                [--json OUT] [--weights DIR] [--max-seconds 900]
+
+Run by hand, never from pytest. It starts `streamlit run app.py` on a free loopback port and stops it
+at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
+
+1. One user: one light client alone does a full session (Compare upload, then --baseline-moves slider
+   moves on the Latent explorer). It also loads every model, so memory is measured after it.
+2. Load: --clients light clients and --browsers headless Chromium sessions at the same time, each doing
+   one session (upload a photo on Compare, then --slider-moves slider moves on the explorer).
+3. Soak: --soak-clients light clients upload --soak-reruns new photos in all (every one a different
+   variant), then the server's resident memory is read again.
+
+A light client speaks Streamlit's own protocol, as the browser's frontend does, without rendering:
+  * GET the page, /_stcore/health (sets the _streamlit_xsrf cookie) and /_stcore/host-config, then open
+    the websocket /_stcore/stream with subprotocols ["streamlit", <xsrf cookie>].
+  * Send BackMsg.rerun_script (a ClientState: page name or hash, all widget states it has set, the
+    fragment id of the widget that changed, the hashes of the ForwardMsgs it caches) and read
+    ForwardMsgs until script_finished; ref_hash messages are resolved from its own message cache.
+  * Fetch every new media URL (st.image) over HTTP, once per session, as a browser's image cache does.
+  * Upload as the file_uploader does: BackMsg.file_urls_request -> ForwardMsg.file_urls_response,
+    PUT the file (multipart, X-Xsrftoken header), DELETE the file it replaces, then rerun with the
+    widget's FileUploaderState naming the file.
+
+Step times: server_s = from sending the rerun BackMsg to script_finished (the server's time on
+loopback); total_s = from the user's action (connect, upload, slider release) to the last image fetched.
+Browsers are timed the same way: the websocket frames they send and receive are decoded here.
+
+Memory: VmRSS of the server process and its children, read from /proc when the server is healthy,
+after the one-user session (every model loaded), after the load and after the soak, and every 2 s.
+Disconnected sessions stay in the server for a reconnect (server.disconnectedSessionTTL, 120 s), so
+the readings after a phase include its sessions' state and uploads.
+
+Exit status 0 only when every session was served without an error. Browser sessions need Debian's
+chromium at /usr/bin/chromium and `pip install playwright` (never `playwright install`).
+Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import requests
+import websocket
+from PIL import Image, ImageEnhance
+from streamlit.proto.Alert_pb2 import Alert
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.proto.Common_pb2 import FileURLs, FileURLsResponse
+from streamlit.proto.Element_pb2 import Element
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+# tests/test_browser.py skips itself at import (pytest.skip) when Chromium or Playwright is missing.
+# Its server helpers need neither, so import it with those skips disarmed; the browsers check below.
+with (
+    mock.patch.object(pytest, "skip", lambda *args, **kwargs: None),
+    mock.patch.object(pytest, "importorskip", lambda *args, **kwargs: None),
+):
+    from tests.test_browser import (  # noqa: E402
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        drag_until_redrawn,
+        free_port,
+        start_server,
+        stop_server,
+        wait_healthy,
+    )
+
+COMPARE_PATH = "Compare"  # url_pathname of pages/1_Compare.py
+EXPLORER_PATH = "Latent_explorer"  # url_pathname of pages/2_Latent_explorer.py
+SOURCE_KEY = "compare_source"  # the radio: built-in / upload / camera
+UPLOAD_KEY = "compare_upload"  # the file_uploader's key, shown once the radio is on "Upload"
+SLIDER_PREFIX = "explore_"  # the explorer's editor sliders: explore_<direction name>
+# Browsers wait for at least this many drawn images, as tests/test_browser.py does.
+COMPARE_IMAGES = 7  # the photo, then Original, AE, VAE, JPEG, WebP, AVIF
+EXPLORER_IMAGES = 6  # start and edited face, the morph's three, the sample grids
+XSRF_COOKIE = "_streamlit_xsrf"
+EARLY = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
+FRAGMENT_DONE = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_FRAGMENT_RUN_SUCCESSFULLY")
+ALERT_ERROR = Alert.Format.Value("ERROR")  # st.error: how the app reports a photo or weights it cannot use
+
+
+# ---- configuration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    weights: Path
+    clients: int = 20
+    browsers: int = 2
+    slider_moves: int = 10
+    baseline_moves: int = 20
+    soak_reruns: int = 500
+    soak_clients: int = 4
+    max_seconds: float = 900.0
+    step_timeout: float = 180.0  # one rerun on a loaded 2-core machine (the first loads the models)
+    json_out: Path | None = None
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=20, help="light (protocol) clients in the load phase")
+    p.add_argument("--browsers", type=int, default=2, help="headless Chromium sessions in the load phase")
+    p.add_argument("--slider-moves", type=int, default=10, help="slider moves per load-phase session")
+    p.add_argument("--baseline-moves", type=int, default=20, help="slider moves of the one-user baseline")
+    p.add_argument("--soak-reruns", type=int, default=500, help="photo uploads in the soak phase (0: no soak)")
+    p.add_argument("--soak-clients", type=int, default=4, help="light clients sharing the soak uploads")
+    p.add_argument("--max-seconds", type=float, default=900.0, help="global deadline for the whole test")
+    p.add_argument("--step-timeout", type=float, default=180.0, help="seconds one step may take")
+    p.add_argument("--json", type=Path, help="write every number here")
+    p.add_argument("--weights", help="weights folder (default: see above)")
+    a = p.parse_args(argv)
+    weights = Path(a.weights or os.environ.get("FACECOMP_WEIGHTS_DIR") or ROOT / "weights")
+    return Config(
+        weights=weights.resolve(),
+        clients=a.clients,
+        browsers=a.browsers,
+        slider_moves=a.slider_moves,
+        baseline_moves=a.baseline_moves,
+        soak_reruns=a.soak_reruns,
+        soak_clients=max(1, a.soak_clients),
+        max_seconds=a.max_seconds,
+        step_timeout=a.step_timeout,
+        json_out=a.json,
+    )
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+class ServerDied(Exception):
+    pass
+
+
+class StepError(Exception):
+    """A step failed: an exception on the page, a disconnect, a timeout, a missing widget."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    end: float  # time.monotonic() value
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    def bound(self, seconds: float) -> float:
+        """`seconds`, cut to what is left; raises once nothing is."""
+        left = self.left()
+        if left <= 0:
+            raise DeadlineExceeded("global deadline (--max-seconds) reached")
+        return min(seconds, left)
+
+
+# ---- photos -------------------------------------------------------------------------------------
+
+_ASTRONAUT: Image.Image | None = None
+
+
+def photo_variant(index: int) -> bytes:
+    """Variant number `index` of scikit-image's astronaut as JPEG: its own crop, brightness, contrast,
+    mirroring and quality, so every index is a photo the server has not seen (no cache hit)."""
+    global _ASTRONAUT
+    if _ASTRONAUT is None:
+        from skimage import data
+
+        _ASTRONAUT = Image.fromarray(data.astronaut())
+    rng = np.random.default_rng(index)
+    side = int(rng.integers(400, 481))  # the face stays inside every crop of at least 400 pixels
+    x0, y0 = (int(v) for v in rng.integers(0, 512 - side + 1, size=2))
+    img = _ASTRONAUT.crop((x0, y0, x0 + side, y0 + side))
+    img = ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.8, 1.2)))
+    img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(0.85, 1.15)))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=int(rng.integers(80, 96)))
+    return buf.getvalue()
+
+
+# ---- the server: log and memory -----------------------------------------------------------------
+
+
+class ServerLog:
+    """Reads the server's output so its pipe never fills (a full pipe would stall the server)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.tracebacks = 0
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.tail.append(line)
+            self.tracebacks += line.startswith("Traceback")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after the "(name)"
+                kids.append(int(entry.name))
+    return kids
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of a process and all its descendants, in MiB."""
+    total_kib, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+        todo += _children(p)
+    return total_kib / 1024
+
+
+class Progress:
+    """A count shared by threads: soak uploads done so far."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.n += 1
+
+
+class MemorySampler:
+    """RSS every `period` seconds, tagged with the phase and the soak uploads done, for the trend."""
+
+    def __init__(self, pid: int, progress: Progress, period: float = 2.0) -> None:
+        self.pid, self.progress, self.period, self.phase = pid, progress, period, "start"
+        self.samples: list[tuple[float, str, int, float]] = []  # seconds, phase, soak uploads, MiB
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            rss = round(rss_mib(self.pid), 1)
+            if rss:  # 0: the server is gone
+                self.samples.append((round(time.monotonic() - self._t0, 1), self.phase, self.progress.n, rss))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# ---- records ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak_upload
+    server_s: float | None = None  # rerun BackMsg sent -> script_finished received
+    total_s: float | None = None  # user action -> last media fetched (or image drawn, for browsers)
+    images: int = 0  # images on the page after this step (light clients: in this run's deltas)
+    fetched: int = 0  # media files downloaded in this step (new URLs only, as a browser's cache)
+    error: str | None = None
+
+
+@dataclass
+class Session:
+    client: str  # "light" or "browser"
+    name: str
+    photo: int
+    steps: list[Step] = field(default_factory=list)
+    error: str | None = None  # what ended the session early, if anything
+    slider_label: str | None = None
+    messages: dict[str, int] = field(default_factory=dict)  # ForwardMsg types received (light clients)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(s.error is None for s in self.steps)
+
+
+# ---- the light client ---------------------------------------------------------------------------
+
+
+class MessageCache:
+    """The frontend's ForwardMsgCache: keeps cacheable messages by hash, so the server may send only
+    a ref_hash for them next time; entries expire after max_cached_message_age script runs."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[bytes, int, str]] = {}  # hash -> (message, run count, fragment id)
+        self.runs = 0
+        self.hits = 0  # ref_hash messages resolved from the cache
+
+    def hashes(self) -> list[str]:
+        return list(self.entries)
+
+    def process(self, raw: bytes) -> ForwardMsg:
+        msg = ForwardMsg.FromString(raw)
+        if msg.WhichOneof("type") == "ref_hash":
+            entry = self.entries.get(msg.ref_hash)
+            if entry is None:
+                raise StepError(f"ref_hash {msg.ref_hash} names a message this client never cached")
+            self.entries[msg.ref_hash] = (entry[0], self.runs, entry[2])
+            self.hits += 1
+            full = ForwardMsg.FromString(entry[0])
+            full.metadata.CopyFrom(msg.metadata)
+            return full
+        if msg.metadata.cacheable and msg.hash and msg.hash not in self.entries:
+            fragment = msg.delta.fragment_id if msg.WhichOneof("type") == "delta" else ""
+            self.entries[msg.hash] = (raw, self.runs, fragment)
+        elif msg.hash in self.entries:
+            raw_old, _, fragment = self.entries[msg.hash]
+            self.entries[msg.hash] = (raw_old, self.runs, fragment)
+        return msg
+
+    def run_finished(self, max_age: int, fragment_ids: list[str]) -> None:
+        self.runs += 1
+        for h, (_, seen, fragment) in list(self.entries.items()):
+            if fragment_ids and fragment not in fragment_ids:
+                continue  # a fragment run only ages that fragment's messages
+            if self.runs - seen > max_age:
+                del self.entries[h]
+
+
+@dataclass
+class Run:
+    """What one script run sent: its elements (with their fragment ids), images and problems."""
+
+    elements: list[tuple[Element, str]] = field(default_factory=list)
+    image_urls: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # st.warning / st.info texts: why a page drew less
+    status: int | None = None
+    fragment_ids: list[str] = field(default_factory=list)
+    server_s: float | None = None
+
+    def widget(self, kind: str, key_test: Callable[[str], bool]) -> tuple[Element, str]:
+        """The first element of this kind (e.g. "slider") whose user key passes `key_test`.
+        Widget ids read "$$ID-<hash>-<user key>" (streamlit.runtime.state.common)."""
+        for element, fragment in self.elements:
+            if element.WhichOneof("type") == kind:
+                widget = getattr(element, kind)
+                if key_test(widget.id.split("-", 2)[-1]):
+                    return element, fragment
+        raise StepError(f"no {kind} widget found in this run")
+
+
+class LightClient:
+    """One browser tab's worth of protocol, without the rendering."""
+
+    def __init__(self, base_url: str, deadline: Deadline, step_timeout: float) -> None:
+        self.base, self.deadline, self.step_timeout = base_url, deadline, step_timeout
+        self.http = requests.Session()
+        self.ws: websocket.WebSocket | None = None
+        self.cache = MessageCache()
+        self.widgets: dict[str, WidgetState] = {}  # what the frontend's WidgetStateManager holds
+        self.pages: dict[str, str] = {}  # url_pathname -> page_script_hash, from the navigation message
+        self.page_hash = ""
+        self.session_id = ""
+        self.query = ""
+        self.max_age = 2
+        self.fetched: set[str] = set()  # media URLs already loaded (the browser's image cache)
+        self.seen: collections.Counter[str] = collections.Counter()  # ForwardMsg types, for the report
+        self._file_urls: dict[str, FileURLsResponse] = {}
+
+    # -- connection
+
+    def connect(self, path: str) -> None:
+        """What a browser does before the websocket: the page, then the health and host-config pings.
+        The health answer sets the XSRF cookie, which goes back as the second websocket subprotocol."""
+        for url in (f"/{path}", "/_stcore/health", "/_stcore/host-config"):
+            resp = self._http("GET", url)
+            if resp.status_code != 200:
+                raise StepError(f"GET {url} answered HTTP {resp.status_code}")
+        token = self.http.cookies.get(XSRF_COOKIE) or "PLACEHOLDER_AUTH_TOKEN"
+        try:
+            self.ws = websocket.create_connection(
+                "ws" + self.base.removeprefix("http") + "/_stcore/stream",
+                timeout=self.deadline.bound(self.step_timeout),
+                subprotocols=["streamlit", token],
+                origin=self.base,  # same origin as the page: the server rejects foreign origins
+                cookie="; ".join(f"{k}={v}" for k, v in self.http.cookies.items()),
+            )
+        except (OSError, websocket.WebSocketException) as err:
+            raise StepError(f"websocket connection failed: {err!r}") from err
+
+    def message_counts(self) -> dict[str, int]:
+        return {**self.seen, "ref_hash (resolved from the cache)": self.cache.hits}
+
+    def close(self) -> None:
+        if self.ws is not None:
+            try:
+                self.ws.close(timeout=2)
+            except (OSError, websocket.WebSocketException):
+                pass
+        self.http.close()
+
+    def _http(self, method: str, url: str, **kwargs: object) -> requests.Response:
+        try:
+            return self.http.request(method, self.base + url, timeout=self.deadline.bound(60.0), **kwargs)
+        except requests.RequestException as err:
+            raise StepError(f"{method} {url} failed: {err!r}") from err
+
+    def _send(self, msg: BackMsg) -> None:
+        try:
+            self.ws.send_binary(msg.SerializeToString())
+        except (OSError, websocket.WebSocketException) as err:
+            raise StepError(f"disconnected while sending: {err!r}") from err
+
+    def _receive(self, until: float) -> ForwardMsg:
+        try:
+            self.ws.settimeout(max(0.05, min(until - time.monotonic(), self.deadline.bound(self.step_timeout))))
+            raw = self.ws.recv()
+        except websocket.WebSocketTimeoutException as err:
+            if self.deadline.left() <= 0:
+                raise DeadlineExceeded("global deadline (--max-seconds) reached") from err
+            raise StepError("timeout waiting for the server") from err
+        except (OSError, websocket.WebSocketException) as err:
+            raise StepError(f"disconnected: {err!r}") from err
+        if not isinstance(raw, bytes):
+            raise StepError("the server sent a text frame")
+        return self.cache.process(raw)
+
+    # -- script runs
+
+    def rerun(self, *, page_name: str = "", page_hash: str | None = None, fragment_id: str = "") -> Run:
+        """Send rerun_script as the frontend's sendRerunBackMsg does and wait for script_finished."""
+        state = ClientState(
+            query_string=self.query,
+            page_script_hash=self.page_hash if page_hash is None else page_hash,
+            page_name=page_name,  # only for the first run: the page comes from the URL path
+            fragment_id=fragment_id,  # set: the server reruns only that @st.fragment
+            cached_message_hashes=self.cache.hashes(),
+        )
+        state.widget_states.widgets.extend(self.widgets.values())
+        state.context_info.timezone, state.context_info.locale = "UTC", "en-US"
+        state.context_info.url, state.context_info.color_scheme = self.base, "light"
+        sent = time.monotonic()
+        self._send(BackMsg(rerun_script=state))
+        run = self._wait_finished(sent)
+        run.server_s = time.monotonic() - sent
+        return run
+
+    def _wait_finished(self, sent: float) -> Run:
+        until, run = sent + self.step_timeout, Run()
+        while True:
+            msg = self._receive(until)
+            if self._handle(msg, run):
+                return run
+
+    def _handle(self, msg: ForwardMsg, run: Run) -> bool:
+        """Apply one ForwardMsg; True once the run is over."""
+        kind = msg.WhichOneof("type")
+        self.seen[kind if kind != "delta" else f"delta.{msg.delta.WhichOneof('type')}"] += 1
+        if kind == "new_session":
+            self._on_new_session(msg, run)
+        elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+            self._on_element(msg.delta.new_element, msg.delta.fragment_id, run)
+        elif kind == "navigation":
+            # Pages (also a pages/ folder's) run under st.navigation: this message, not new_session,
+            # names the page that ran and lists every page, as the frontend's AppNavigation reads it.
+            self.page_hash = msg.navigation.page_script_hash
+            self.pages = {p.url_pathname: p.page_script_hash for p in msg.navigation.app_pages}
+        elif kind == "page_info_changed":
+            self.query = msg.page_info_changed.query_string
+        elif kind == "session_event" and msg.session_event.HasField("script_compilation_exception"):
+            run.errors.append("script compilation error: " + msg.session_event.script_compilation_exception.message)
+        elif kind == "page_not_found":
+            run.errors.append(f"page not found: {msg.page_not_found.page_name}")
+        elif kind == "file_urls_response":
+            self._file_urls[msg.file_urls_response.response_id] = msg.file_urls_response
+        elif kind == "script_finished" and msg.script_finished != EARLY:
+            run.status = msg.script_finished
+            self.cache.run_finished(self.max_age, run.fragment_ids)
+            return True
+        # Others need no answer: session_status_changed, page_config_changed, page_profile,
+        # logo, heartbeat_ack, git_info_changed, parent_message, auto_rerun, add_block/new_transient deltas.
+        return False
+
+    def _on_new_session(self, msg: ForwardMsg, run: Run) -> None:
+        ns = msg.new_session
+        self.page_hash = ns.page_script_hash  # the main script's hash; a navigation message follows
+        self.session_id = ns.initialize.session_id or self.session_id
+        self.max_age = ns.config.max_cached_message_age or self.max_age
+        run.fragment_ids = list(msg.metadata.run.fragment_ids)
+
+    def _on_element(self, element: Element, fragment_id: str, run: Run) -> None:
+        run.elements.append((element, fragment_id))
+        kind = element.WhichOneof("type")
+        if kind == "imgs":
+            run.image_urls += [img.url for img in element.imgs.imgs if img.url]
+        elif kind == "exception":
+            run.errors.append(f"exception on the page: {element.exception.type}: {element.exception.message}")
+        elif kind == "alert" and element.alert.format == ALERT_ERROR:
+            run.errors.append(f"st.error on the page: {element.alert.body}")
+        elif kind == "alert":
+            run.notes.append(element.alert.body)
+
+    def fetch_media(self, run: Run) -> int:
+        """GET the run's images not loaded before, as <img> tags would; returns how many."""
+        new = [u for u in dict.fromkeys(run.image_urls) if u not in self.fetched]
+        for url in new:
+            resp = self._http("GET", url if url.startswith("/") else f"/{url}")
+            if resp.status_code != 200:
+                raise StepError(f"media {url} answered HTTP {resp.status_code}")
+            self.fetched.add(url)
+        return len(new)
+
+    # -- widgets
+
+    def set_string(self, widget_id: str, value: str) -> None:
+        self.widgets[widget_id] = WidgetState(id=widget_id, string_value=value)  # st.radio's value type
+
+    def set_slider(self, widget_id: str, value: float) -> None:
+        state = WidgetState(id=widget_id)
+        state.double_array_value.data.append(value)  # a single-thumb st.slider: one value in an array
+        self.widgets[widget_id] = state
+
+    def upload(self, widget_id: str, name: str, data: bytes, fragment_id: str) -> Run:
+        """The file_uploader's flow: drop the file it replaces, ask for upload URLs, PUT, rerun."""
+        old = self.widgets.get(widget_id)
+        if old is not None and old.WhichOneof("value") == "file_uploader_state_value":
+            for info in old.file_uploader_state_value.uploaded_file_info:
+                self._with_xsrf("DELETE", info.file_urls.delete_url)
+        urls = self._request_file_urls(name)
+        self._with_xsrf("PUT", urls.upload_url, files={name: (name, data, "image/jpeg")})
+        state = WidgetState(id=widget_id)
+        info = state.file_uploader_state_value.uploaded_file_info.add(name=name, size=len(data))
+        info.file_id = urls.file_id
+        info.file_urls.CopyFrom(urls)
+        self.widgets[widget_id] = state
+        return self.rerun(fragment_id=fragment_id)
+
+    def _request_file_urls(self, name: str) -> FileURLs:
+        request_id = uuid.uuid4().hex
+        msg = BackMsg()
+        msg.file_urls_request.request_id = request_id
+        msg.file_urls_request.file_names.append(name)
+        msg.file_urls_request.session_id = self.session_id
+        self._send(msg)
+        until, stray = time.monotonic() + self.step_timeout, Run()
+        while request_id not in self._file_urls:
+            self._handle(self._receive(until), stray)
+        resp = self._file_urls.pop(request_id)
+        if resp.error_msg or not resp.file_urls:
+            raise StepError(f"no upload URL: {resp.error_msg or 'empty answer'}")
+        return resp.file_urls[0]
+
+    def _with_xsrf(self, method: str, url: str, **kwargs: object) -> None:
+        """Uploads and deletes carry the XSRF cookie's value in a header (the double-submit check)."""
+        resp = self._http(method, url, headers={"X-Xsrftoken": self.http.cookies.get(XSRF_COOKIE, "")}, **kwargs)
+        if resp.status_code >= 300:
+            raise StepError(f"{method} {url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+# ---- light sessions -----------------------------------------------------------------------------
+
+
+def timed_step(session: Session, kind: str, action: Callable[[], tuple[Run, int]]) -> Run:
+    """Run one step, record it, and raise StepError when the page showed a problem."""
+    step = Step(kind)
+    session.steps.append(step)
+    t0 = time.monotonic()
+    try:
+        run, fetched = action()
+    except (StepError, DeadlineExceeded) as err:
+        step.error = str(err)
+        raise
+    step.total_s, step.server_s, step.fetched = time.monotonic() - t0, run.server_s, fetched
+    step.images = len(run.image_urls)
+    if run.errors:
+        step.error = "; ".join(run.errors)[:500]
+    return run
+
+
+def open_compare_upload_mode(client: LightClient, session: Session) -> tuple[str, str]:
+    """Compare page, radio on "Upload"; returns the file_uploader's widget id and fragment id."""
+
+    def open_page() -> tuple[Run, int]:
+        client.connect(COMPARE_PATH)
+        run = client.rerun(page_name=COMPARE_PATH)  # the first run: the page named by the URL path
+        return run, client.fetch_media(run)
+
+    run = timed_step(session, "compare_open", open_page)
+    radio, fragment = run.widget("radio", lambda key: key == SOURCE_KEY)
+    client.set_string(radio.radio.id, "Upload")
+
+    def choose_upload() -> tuple[Run, int]:
+        run = client.rerun(fragment_id=fragment)
+        return run, client.fetch_media(run)
+
+    run = timed_step(session, "compare_radio", choose_upload)
+    uploader, fragment = run.widget("file_uploader", lambda key: key == UPLOAD_KEY)
+    return uploader.file_uploader.id, fragment
+
+
+def upload_photo(client: LightClient, session: Session, kind: str, uploader: tuple[str, str], photo: int) -> None:
+    def upload() -> tuple[Run, int]:
+        run = client.upload(uploader[0], f"loadtest_{photo}.jpg", photo_variant(photo), uploader[1])
+        fetched = client.fetch_media(run)
+        if fetched == 0 and not run.errors:
+            run.errors.append(f"the upload drew no new image; the page says: {' / '.join(run.notes) or '-'}")
+        return run, fetched
+
+    timed_step(session, kind, upload)
+
+
+def slider_values(slider: Element, moves: int) -> list[float]:
+    """`moves` values on the slider's grid, never its default (that face is already on screen) and each
+    unlike the one before, so every move draws a new face: a stride through the grid's points."""
+    s = slider.slider
+    step = s.step or (s.max - s.min) / 100
+    grid = [round(s.min + k * step, 6) for k in range(round((s.max - s.min) / step) + 1)]
+    grid = [v for v in grid if not any(abs(v - d) < step / 2 for d in s.default)]
+    stride = next(k for k in (7, 11, 13, 17, 1) if len(grid) % k)  # coprime: a long walk before a repeat
+    return [grid[(k * stride) % len(grid)] for k in range(moves)]
+
+
+def explore_sliders(client: LightClient, session: Session, moves: int) -> None:
+    """Open the explorer like a sidebar link does, then move its first editor slider `moves` times."""
+    if EXPLORER_PATH not in client.pages:
+        raise StepError(f"no page {EXPLORER_PATH} among {sorted(client.pages)}")
+
+    def open_page() -> tuple[Run, int]:
+        client.widgets.clear()  # a page change keeps no widget state of the old page
+        run = client.rerun(page_hash=client.pages[EXPLORER_PATH])
+        return run, client.fetch_media(run)
+
+    run = timed_step(session, "explorer_open", open_page)
+    slider, fragment = run.widget("slider", lambda key: key.startswith(SLIDER_PREFIX))
+    session.slider_label = slider.slider.label
+    for value in slider_values(slider, moves):
+        client.set_slider(slider.slider.id, value)
+
+        def move() -> tuple[Run, int]:
+            run = client.rerun(fragment_id=fragment)  # what a slider inside @st.fragment sends
+            fetched = client.fetch_media(run)
+            if not run.errors and (run.status != FRAGMENT_DONE or fetched == 0):
+                run.errors.append("the slider move did not redraw the edited face in a fragment run")
+            return run, fetched
+
+        timed_step(session, "slider_move", move)
+
+
+def light_session(base: str, name: str, photo: int, moves: int, cfg: Config, deadline: Deadline) -> Session:
+    """One user: upload a photo on Compare, then move a slider on the explorer."""
+    session = Session("light", name, photo)
+    client = LightClient(base, deadline, cfg.step_timeout)
+    try:
+        uploader = open_compare_upload_mode(client, session)
+        upload_photo(client, session, "compare_upload", uploader, photo)
+        explore_sliders(client, session, moves)
+    except (StepError, DeadlineExceeded) as err:
+        session.error = f"{type(err).__name__}: {err}"[:500]
+    finally:
+        client.close()
+        session.messages = client.message_counts()
+    return session
+
+
+def soak_session(
+    base: str, name: str, photos: list[int], progress: Progress, cfg: Config, deadline: Deadline
+) -> Session:
+    """One user uploading photo after photo on Compare (each a new variant: new cache entries)."""
+    session = Session("light", name, photos[0] if photos else -1)
+    client = LightClient(base, deadline, cfg.step_timeout)
+    try:
+        uploader = open_compare_upload_mode(client, session)
+        for photo in photos:  # a page that shows an error is recorded and the soak goes on
+            upload_photo(client, session, "soak_upload", uploader, photo)
+            progress.add()
+    except (StepError, DeadlineExceeded) as err:
+        session.error = f"{type(err).__name__}: {err}"[:500]
+    finally:
+        client.close()
+        session.messages = client.message_counts()
+    return session
+
+
+# ---- browser sessions ---------------------------------------------------------------------------
+
+
+class FrameClock:
+    """Decodes the browser's websocket frames: when it sent rerun_script, when script_finished came;
+    and counts the media files it downloaded."""
+
+    def __init__(self) -> None:
+        self.reruns: list[float] = []
+        self.finished: list[float] = []
+        self.media: list[float] = []
+
+    def watch(self, pg: object) -> None:
+        pg.on("websocket", self._attach)
+        pg.on("requestfinished", self._request_finished)
+
+    def _attach(self, ws: object) -> None:
+        ws.on("framesent", self._sent)
+        ws.on("framereceived", self._received)
+
+    def _request_finished(self, request: object) -> None:
+        if "/media/" in request.url:
+            self.media.append(time.monotonic())
+
+    def _sent(self, payload: str | bytes) -> None:
+        now = time.monotonic()
+        if isinstance(payload, bytes) and BackMsg.FromString(payload).WhichOneof("type") == "rerun_script":
+            self.reruns.append(now)
+
+    def _received(self, payload: str | bytes) -> None:
+        now = time.monotonic()
+        if isinstance(payload, bytes):
+            msg = ForwardMsg.FromString(payload)
+            if msg.WhichOneof("type") == "script_finished" and msg.script_finished != EARLY:
+                self.finished.append(now)
+
+    def server_time(self, since: float) -> float | None:
+        """From the last rerun sent after `since` to the script_finished that followed it."""
+        done = [t for t in self.finished if t > since]
+        if not done:
+            return None
+        sent = [t for t in self.reruns if since <= t <= done[-1]]
+        return done[-1] - sent[-1] if sent else None
+
+
+def _wait_images(pg: object, n: int) -> None:
+    pg.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length >= n",
+        arg=n,
+    )
+
+
+def _settle(pg: object, clock: FrameClock, since: float, timeout: float) -> None:
+    """Wait for the run to be over: the status widget gone and a script_finished frame seen."""
+    pg.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+    end = time.monotonic() + timeout
+    while not any(t > since for t in clock.finished) and time.monotonic() < end:
+        pg.wait_for_timeout(50)  # lets Playwright deliver the frame events
+
+
+def browser_step(session: Session, pg: object, clock: FrameClock, kind: str, action: Callable[[], str | None]) -> None:
+    """Time one user action; `action` returns a problem the page showed, or None."""
+    step = Step(kind)
+    session.steps.append(step)
+    t0 = time.monotonic()
+    try:
+        step.error = action()
+    except Exception as err:  # Playwright's timeouts and errors, the deadline: the session ends here
+        step.error = f"{type(err).__name__}: {err}"[:500]
+        raise
+    step.total_s = time.monotonic() - t0
+    _settle(pg, clock, t0, 10.0)
+    step.server_s = clock.server_time(t0)
+    step.images = pg.locator('[data-testid="stImage"] img').count()
+    step.fetched = sum(t >= t0 for t in clock.media)
+    if pg.locator('[data-testid="stException"]').count():
+        step.error = "exception on the page: " + pg.locator('[data-testid="stException"]').first.inner_text()[:300]
+
+
+def browser_session(
+    base: str, name: str, photo: int, moves: int, label: str, cfg: Config, deadline: Deadline
+) -> Session:
+    """The same flow in headless Chromium: upload on Compare, slider drags on the explorer."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    session, clock = Session("browser", name, photo, slider_label=label), FrameClock()
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:  # one Playwright per thread
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1600, "height": 1000})
+            clock.watch(pg)
+            pg.set_default_timeout(deadline.bound(cfg.step_timeout) * 1000)
+            photo_path = Path(tmp) / f"loadtest_{photo}.jpg"
+            photo_path.write_bytes(photo_variant(photo))
+
+            def open_compare() -> None:
+                pg.goto(f"{base}/{COMPARE_PATH}")
+                _wait_images(pg, COMPARE_IMAGES)
+
+            def choose_upload() -> None:
+                pg.get_by_text("Upload", exact=True).click()
+                pg.locator('[data-testid="stFileUploader"] input[type="file"]').wait_for(state="attached")
+
+            def upload() -> str | None:
+                pg.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(photo_path))
+                pg.get_by_text(photo_path.name, exact=False).first.wait_for()
+                no_face = pg.get_by_text("No face found")  # what the page says instead of the results
+                pg.get_by_role("heading", name="AVIF").or_(no_face).first.wait_for()
+                if no_face.count():
+                    return "the upload drew no results; the page says: No face found in this photo."
+                _wait_images(pg, COMPARE_IMAGES)
+                return None
+
+            def open_explorer() -> None:
+                pg.goto(f"{base}/{EXPLORER_PATH}")
+                pg.get_by_text("Edited").first.wait_for()
+                _wait_images(pg, EXPLORER_IMAGES)
+
+            browser_step(session, pg, clock, "compare_open", open_compare)
+            browser_step(session, pg, clock, "compare_radio", choose_upload)
+            browser_step(session, pg, clock, "compare_upload", upload)
+            browser_step(session, pg, clock, "explorer_open", open_explorer)
+            if not pg.get_by_role("slider", name=label).is_visible():
+                pg.get_by_text("More directions").first.click()  # the slider sits in the collapsed expander
+            for i in range(moves):
+                pg.set_default_timeout(deadline.bound(cfg.step_timeout) * 1000)
+                dx = 30 if (i // 3) % 2 == 0 else -30  # three drags right, three left: never stuck at an end
+                browser_step(
+                    session, pg, clock, "slider_move", lambda dx=dx: drag_until_redrawn(pg, label, dx, image=1)
+                )
+        except (PlaywrightError, DeadlineExceeded) as err:
+            session.error = f"{type(err).__name__}: {err}"[:500]
+        finally:
+            browser.close()
+    return session
+
+
+def browser_problem() -> str | None:
+    """Why browser sessions cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright)"
+    return None
+
+
+# ---- phases -------------------------------------------------------------------------------------
+
+
+def run_parallel(jobs: list[Callable[[], Session]], deadline: Deadline) -> list[Session]:
+    """Run every job in its own thread at once; a thread still busy after the deadline is reported."""
+    results: list[Session | None] = [None] * len(jobs)
+
+    def work(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except Exception as err:  # a bug in one client must not hide the others' numbers
+            results[i] = Session("?", f"job {i}", -1, error=f"crashed: {err!r}"[:500])
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    end = deadline.end + 30  # every wait inside is bounded by the deadline; 30 s to wind down
+    for t in threads:
+        t.join(timeout=max(0.0, end - time.monotonic()))
+    return [r or Session("?", f"job {i}", -1, error="still running at the deadline") for i, r in enumerate(results)]
+
+
+def soak_photo_lists(cfg: Config, first_photo: int) -> list[list[int]]:
+    """Split --soak-reruns fresh photo numbers over the soak clients."""
+    photos = list(range(first_photo, first_photo + cfg.soak_reruns))
+    return [photos[i :: cfg.soak_clients] for i in range(cfg.soak_clients) if photos[i :: cfg.soak_clients]]
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    return float(np.percentile(values, q))
+
+
+def step_stats(sessions: list[Session]) -> dict[str, dict[str, float | int | None]]:
+    by_kind: dict[str, list[Step]] = collections.defaultdict(list)
+    for s in sessions:
+        for step in s.steps:
+            by_kind[step.kind].append(step)
+    out = {}
+    for kind, steps in by_kind.items():
+        row: dict[str, float | int | None] = {"n": len(steps), "errors": sum(s.error is not None for s in steps)}
+        for attr in ("server_s", "total_s"):
+            values = [getattr(s, attr) for s in steps if getattr(s, attr) is not None and s.error is None]
+            for name, q in (("p50", 50), ("p95", 95), ("max", 100)):
+                row[f"{attr}_{name}"] = round(percentile(values, q), 3) if values else None
+        out[kind] = row
+    return out
+
+
+def group_report(sessions: list[Session]) -> dict[str, object]:
+    errors = [st.error for s in sessions for st in s.steps if st.error]
+    # A session's own error counts only when no step holds it (e.g. a crash between steps).
+    errors += [s.error for s in sessions if s.error and not any(st.error for st in s.steps)]
+    return {
+        "sessions": len(sessions),
+        "served": sum(s.ok for s in sessions),
+        "failed": sum(not s.ok for s in sessions),
+        "errors": len(errors),
+        "error_kinds": dict(collections.Counter(e[:120] for e in errors).most_common(10)),
+        "steps": step_stats(sessions),
+        "messages": dict(sum((collections.Counter(s.messages) for s in sessions), collections.Counter())),
+    }
+
+
+def fmt(v: float | None) -> str:
+    return "     -" if v is None else f"{v:6.2f}"
+
+
+def print_group(title: str, report: dict[str, object]) -> None:
+    counts = f"{report['served']} served, {report['failed']} failed, {report['errors']} errors"
+    print(f"\n{title}: {report['sessions']} sessions, {counts}")
+    print(f"  {'step':15} {'n':>4} {'err':>4} | server s  p50    p95    max | total s   p50    p95    max")
+    for kind, r in report["steps"].items():
+        server = " ".join(fmt(r[f"server_s_{q}"]) for q in ("p50", "p95", "max"))
+        total = " ".join(fmt(r[f"total_s_{q}"]) for q in ("p50", "p95", "max"))
+        print(f"  {kind:15} {r['n']:4} {r['errors']:4} |        {server} |        {total}")
+    for message, count in report["error_kinds"].items():
+        print(f"  error x{count}: {message}")
+
+
+def print_summary(result: dict[str, object]) -> None:
+    base = result.get("baseline")
+    if base:
+        moves = base["report"]["steps"].get("slider_move", {})
+        print("\nOne user (a light client alone):")
+        p50, p95 = fmt(moves.get("server_s_p50")), fmt(moves.get("server_s_p95"))
+        print(f"  slider move, server time: p50 {p50} s, p95 {p95} s")
+        print_group("  baseline session", base["report"])
+    for key, title in (("load_light", "Load, light clients"), ("load_browsers", "Load, browsers"), ("soak", "Soak")):
+        if result.get(key):
+            print_group(title, result[key]["report"])
+    mem = result["memory_mib"]
+    print("\nServer memory (VmRSS of the server and its children, MiB):")
+    for key, value in mem.items():
+        print(f"  {key:28} {value}")
+    log = result["server_log"]
+    print(f"\nServer log: {log['tracebacks']} tracebacks. Phase times (s): {result['phase_seconds']}")
+    if result.get("browsers_skipped"):
+        print(f"No browser sessions: {result['browsers_skipped']}")
+    if result.get("stopped_early"):
+        print(f"Stopped early: {result['stopped_early']}")
+    if "server_exit_code" in result:
+        print("  The server's last lines are in the JSON (server_log.tail). To measure memory alone, without")
+        print("  concurrent reruns: --clients 0 --browsers 0 --soak-clients 1")
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+class LoadTest:
+    """The phases against one server; `result` collects everything for the summary and the JSON."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.deadline = Deadline(time.monotonic() + cfg.max_seconds)
+        self.base = ""
+        self.proc: subprocess.Popen | None = None
+        self.soak_progress = Progress()
+        self.memory: dict[str, float | int | None] = {}
+        self.result: dict[str, object] = {
+            "config": {k: str(v) for k, v in asdict(cfg).items()},
+            "phase_seconds": {},
+            "memory_mib": self.memory,
+        }
+
+    def run(self) -> dict[str, object]:
+        t_start = time.monotonic()
+        problem = browser_problem() if self.cfg.browsers else None
+        if problem:
+            self.result["browsers_skipped"] = problem
+            print(f"no browser sessions: {problem}", flush=True)
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = start_server(self.cfg.weights, port)
+        log, sampler = ServerLog(self.proc), None
+        try:
+            wait_healthy(self.base, self.proc, min(120.0, self.deadline.left()))
+            self.memory["healthy"] = self.rss()
+            self.result["phase_seconds"]["server_start"] = round(time.monotonic() - t_start, 1)
+            print(f"server healthy at {self.base} ({self.memory['healthy']} MiB); weights {self.cfg.weights}")
+            sampler = MemorySampler(self.proc.pid, self.soak_progress)
+            label = self.phase("baseline", sampler, self.baseline)
+            self.phase("load", sampler, lambda: self.load(0 if problem else self.cfg.browsers, label))
+            if self.cfg.soak_reruns > 0:
+                self.phase("soak", sampler, self.soak)
+        except (DeadlineExceeded, ServerDied, TimeoutError, RuntimeError) as err:
+            self.result["stopped_early"] = f"{type(err).__name__}: {err}"
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                self.result["memory_samples"] = sampler.samples
+                self.memory["peak_sampled"] = max((s[3] for s in sampler.samples), default=None)
+            stop_server(self.proc)
+            self.result["server_log"] = {"tracebacks": log.tracebacks, "tail": list(log.tail)[-60:]}
+        self.growth(self.result.get("memory_samples", []))
+        self.result["total_seconds"] = round(time.monotonic() - t_start, 1)
+        return self.result
+
+    def rss(self) -> float:
+        return round(rss_mib(self.proc.pid), 1)
+
+    def phase(self, name: str, sampler: MemorySampler, body: Callable[[], object]) -> object:
+        self.deadline.bound(1.0)  # no new phase after the deadline: stop early instead
+        sampler.phase, t0 = name, time.monotonic()
+        out = body()
+        self.result["phase_seconds"][name] = round(time.monotonic() - t0, 1)
+        if self.proc.poll() is not None:  # e.g. -11: a segfault in native code under concurrent use
+            self.result["server_exit_code"] = self.proc.returncode
+            raise ServerDied(f"the server exited with status {self.proc.returncode} during the {name} phase")
+        print(f"{name} done in {self.result['phase_seconds'][name]} s; server RSS {self.rss()} MiB", flush=True)
+        return out
+
+    def record(self, key: str, sessions: list[Session], **extra: object) -> None:
+        self.result[key] = {**extra, "report": group_report(sessions), "sessions": [asdict(s) for s in sessions]}
+
+    def baseline(self) -> str:
+        """One user alone; also the warm-up that loads every model. Returns the slider's label."""
+        one = light_session(self.base, "baseline", 0, self.cfg.baseline_moves, self.cfg, self.deadline)
+        self.record("baseline", [one])
+        self.memory["after_warmup"] = self.rss()
+        if not one.ok:
+            print(f"baseline session failed: {one.error or [s.error for s in one.steps if s.error][0]}")
+        return one.slider_label or "Direction 1"
+
+    def load(self, browsers: int, label: str) -> None:
+        cfg = self.cfg
+        jobs: list[Callable[[], Session]] = [
+            lambda i=i: light_session(self.base, f"light{i}", 1 + i, cfg.slider_moves, cfg, self.deadline)
+            for i in range(cfg.clients)
+        ]
+        jobs += [
+            lambda i=i: browser_session(
+                self.base, f"browser{i}", 1 + cfg.clients + i, cfg.slider_moves, label, cfg, self.deadline
+            )
+            for i in range(browsers)
+        ]
+        sessions = run_parallel(jobs, self.deadline)
+        self.record("load_light", sessions[: cfg.clients])
+        self.record("load_browsers", sessions[cfg.clients :])
+        self.memory["after_load"] = self.rss()
+
+    def soak(self) -> None:
+        first = 1_000_000  # photo numbers no earlier phase used: every soak upload is a new photo
+        jobs = [
+            lambda i=i, photos=photos: soak_session(
+                self.base, f"soak{i}", photos, self.soak_progress, self.cfg, self.deadline
+            )
+            for i, photos in enumerate(soak_photo_lists(self.cfg, first))
+        ]
+        sessions = run_parallel(jobs, self.deadline)
+        uploads = sum(st.kind == "soak_upload" and st.error is None for s in sessions for st in s.steps)
+        self.record("soak", sessions, uploads_done=uploads)
+        self.memory["after_soak"] = self.rss()
+        self.memory["soak_uploads_done"] = uploads
+
+    def growth(self, samples: list[tuple[float, str, int, float]]) -> None:
+        """Growth after the warm-up (all models loaded): the caches are bounded, so it should be small,
+        and it should stop once they are full: the soak's second half should add next to nothing."""
+        warm = self.memory.get("after_warmup")
+        for key in ("after_load", "after_soak"):
+            if warm and self.memory.get(key):
+                self.memory[f"growth_{key}_pct"] = round(100 * (self.memory[key] - warm) / warm, 1)
+        done, end = self.memory.get("soak_uploads_done"), self.memory.get("after_soak")
+        half = next((s[3] for s in samples if s[1] == "soak" and done and s[2] >= done / 2), None)
+        if half and end:
+            self.memory["soak_half_way"] = half
+            self.memory["growth_soak_second_half_pct"] = round(100 * (end - half) / half, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    plan = f"{cfg.clients} light clients, {cfg.browsers} browsers, {cfg.slider_moves} slider moves"
+    print(f"load test: {plan}, {cfg.soak_reruns} soak uploads; deadline {cfg.max_seconds:.0f} s", flush=True)
+    result = LoadTest(cfg).run()
+    print_summary(result)
+    if cfg.json_out:
+        cfg.json_out.write_text(json.dumps(result, indent=1, default=str))
+        print(f"\nwrote {cfg.json_out}")
+    groups = [result.get(k) for k in ("baseline", "load_light", "load_browsers", "soak")]
+    failed = sum(g["report"]["failed"] for g in groups if g)
+    return 1 if failed or result.get("stopped_early") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
