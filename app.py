@@ -22,7 +22,7 @@ st.markdown(
 LATENT = 128
 BLURBS = {
     "Compare": "your photo against JPEG, WebP and AVIF",
-    "Latent explorer": "sliders, morphs and random faces",
+    "Latent explorer": "named sliders, morphs, AE vs VAE random faces",
     "Benchmarks": "rate–distortion charts",
     "How it works": "the ideas, for a talk",
 }

@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N faces")
     p.add_argument("--codec-faces", type=int, default=200, help="faces coded to .fcz, JPEG, WebP and AVIF")
+    p.add_argument("--models", nargs="+", choices=MODEL_KINDS, default=list(MODEL_KINDS), help="models to evaluate")
+    p.add_argument(
+        "--update", action="store_true", help="replace only these models' rows in an existing --json (after a retrain)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compress", help="compress photos or crops to .fcz files")

@@ -164,7 +164,7 @@ def ridge_direction(codes: torch.Tensor, target: torch.Tensor, ridge: float = 1e
 
 
 @dataclass
-class Direction:
+class LabelDirection:
     """A fitted named direction: unit vector, the classifier that defines it, held-out accuracy."""
 
     name: str
@@ -179,7 +179,7 @@ class Direction:
 
 def fit_directions(
     codes: torch.Tensor, labelled: Labelled, val_codes_mask: np.ndarray, age_codes: tuple, min_positive: int = 40
-) -> list[Direction]:
+) -> list[LabelDirection]:
     """Fit a direction per label on training codes and score it on held-out ones.
 
     `age_codes` is (train codes, train ages, val codes, val ages) from UTKFace.
@@ -192,12 +192,12 @@ def fit_directions(
             continue
         w, b = logistic_direction(codes[train], y[train])
         acc = balanced_accuracy((codes[val].float() @ w + b > 0).numpy(), y[val].numpy())
-        found.append(Direction(name, w, b, acc))
+        found.append(LabelDirection(name, w, b, acc))
     train_codes, train_ages, val_codes, val_ages = age_codes
     if len(train_ages) >= 50:
         w, b = ridge_direction(train_codes, torch.tensor(train_ages, dtype=torch.float32))
         median = float(np.median(train_ages))
         predicted = (val_codes.float() @ w + b).numpy()
         acc = balanced_accuracy(predicted > median, np.asarray(val_ages) > median)
-        found.append(Direction(AGE, w, b, acc, threshold=median))
+        found.append(LabelDirection(AGE, w, b, acc, threshold=median))
     return found

@@ -99,7 +99,9 @@ def _fcz(
     return {"real": real, "estimated": estimated, "metrics": _metrics(torch.stack(decoded), images)}
 
 
-def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int = 200, seed: int = 0) -> dict:
+def evaluate(
+    images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int = 200, seed: int = 0, classic_sweep: bool = True
+) -> dict:
     """Everything the benchmark page shows, for float (N, 3, 128, 128) crops in [0, 1]."""
     gen = torch.Generator().manual_seed(seed)
     noisy = (images + NOISE_SIGMA * torch.randn(images.shape, generator=gen)).clamp(0, 1)
@@ -160,7 +162,7 @@ def evaluate(images: torch.Tensor, models: dict[str, FaceAE], codec_faces: int =
                     }
                 )
     rd_classic = []
-    for fmt in CLASSIC_FORMATS:
+    for fmt in CLASSIC_FORMATS if classic_sweep else ():
         for quality in CLASSIC_QUALITIES:
             sizes, psnrs, ssims = [], [], []
             for crop, clean in zip(crops, subset):
@@ -238,19 +240,38 @@ def best_within_budgets(result: dict) -> dict[int, dict]:
     return dict(sorted(best.items()))
 
 
+def merge_into(old: dict, new: dict, kinds: list[str]) -> dict:
+    """`new` (measured for `kinds` only) with every other model's rows and the classic sweep kept from `old`."""
+
+    def keep(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if r["model"] not in kinds]
+
+    merged = dict(new)
+    merged["records"] = keep(old["records"]) + new["records"]
+    merged["budgets"] = keep(old.get("budgets", [])) + new["budgets"]
+    merged["rate_distortion"] = {
+        "fcz": keep(old["rate_distortion"]["fcz"]) + new["rate_distortion"]["fcz"],
+        "classic": old["rate_distortion"]["classic"],
+    }
+    return merged
+
+
 def evaluate_cli(args) -> int:
     from .weights import WeightsError, load_model
 
     try:
-        models = {kind: load_model(kind, args.weights)[0] for kind in ("ae", "vae")}
+        models = {kind: load_model(kind, args.weights)[0] for kind in args.models}
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    update = args.update and args.json.exists()
     images = load_eval_images(args.data, args.limit)
     started = time.time()
     torch.set_grad_enabled(False)
-    result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)))
+    result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)), classic_sweep=not update)
     result["seconds"] = round(time.time() - started, 1)
+    if update:  # a retrained model replaces its own rows only
+        result = merge_into(json.loads(args.json.read_text()), result, list(models))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .attributes import MIN_BALANCED_ACCURACY, Direction, Labelled, fit_directions, load_labels
+from .attributes import MIN_BALANCED_ACCURACY, LabelDirection, Labelled, fit_directions, load_labels
 from .data import CropCache
 from .model import N_COMPONENTS, FaceAE
 from .weights import read_model, save_model
@@ -74,7 +74,7 @@ def fit_latent_stats(model: FaceAE, images: torch.Tensor, gain_faces: int = GAIN
     model.latent_gain.copy_(decoder_gain(model, codes[:gain_faces], std))
 
 
-def fit_named_directions(model: FaceAE, labelled: Labelled, ages: AgeCodes) -> list[Direction]:
+def fit_named_directions(model: FaceAE, labelled: Labelled, ages: AgeCodes) -> list[LabelDirection]:
     """Fit the attribute and age directions on the model's codes and store them in the model."""
     codes = all_codes(model, labelled.images)
     found = fit_directions(codes, labelled, labelled.val, ages(model))
@@ -82,7 +82,7 @@ def fit_named_directions(model: FaceAE, labelled: Labelled, ages: AgeCodes) -> l
     return found
 
 
-def set_directions(model: FaceAE, found: list[Direction]) -> None:
+def set_directions(model: FaceAE, found: list[LabelDirection]) -> None:
     """Replace the model's named directions (their number fixes the buffers' shapes)."""
     model.cfg = replace(model.cfg, directions=tuple(d.name for d in found))
     chol = model.latent_chol.float()

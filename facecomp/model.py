@@ -124,8 +124,7 @@ class FaceAE(nn.Module):
         self.decoder = Decoder(cfg.channels, cfg.max_latent)
         # Fitted on training codes after training (facecomp.latents) and shipped in the
         # same file, so the weights' SHA-256 covers them: per-dimension mean, spread and
-        # decoder gain for the codec, principal directions and an age direction for the
-        # latent explorer.
+        # decoder gain for the codec, principal directions for the latent explorer.
         n, d = cfg.max_latent, len(cfg.directions)
         self.register_buffer("latent_mean", torch.zeros(n))
         self.register_buffer("latent_std", torch.ones(n))

@@ -92,7 +92,7 @@ def morph(code: np.ndarray, label: str) -> None:
     ui.inference_threads()
     pick, a_col, t_col, b_col = st.columns(4, gap="medium")
     with pick:
-        other = ui.photo_source("morph", allow_random=True, default=1, allow_fcz=True)
+        other = ui.photo_source("morph", allow_random=True, default=3, seed=42, allow_fcz=True)
         other_code = None if other is None else face_code(other, "morph")[0]
         if other_code is None:
             return

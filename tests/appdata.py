@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from facecomp.attributes import Direction
+from facecomp.attributes import LabelDirection
 from facecomp.demo import builtin_photo_bytes
 from facecomp.faces import CROP_SIZE
 from facecomp.latents import set_directions
@@ -145,7 +145,8 @@ def write_untrained_weights(directory: Path, fitted: bool = True, seed: int = 0)
             # Large spreads: an untrained decoder barely reacts to small moves, and tests must see change.
             model.latent_pc_std.copy_(torch.linspace(8.0, 2.0, n_pcs))
             named = [
-                Direction(name, q[:, n_pcs + i], 0.0, accuracy) for i, (name, accuracy) in enumerate(TEST_DIRECTIONS)
+                LabelDirection(name, q[:, n_pcs + i], 0.0, accuracy)
+                for i, (name, accuracy) in enumerate(TEST_DIRECTIONS)
             ]
             set_directions(model, named)
             model.direction_std.fill_(6.0)

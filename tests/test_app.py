@@ -280,3 +280,20 @@ def test_compare_camera_photo(use_weights: Path) -> None:
     at.camera_input(key="compare_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert_clean(at)
     assert len(at.image) == 7
+
+
+def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:
+    """A .fcz file made on Compare is a face to morph to (its code is used as it is)."""
+    from facecomp import codec, demo
+    from facecomp.visual import to_tensor
+    from facecomp.weights import load_model
+
+    vae, _ = load_model("vae", use_weights)
+    crop = demo.choose_crop(demo.open_photo(astronaut_png()), 0)
+    data = codec.compress(vae, to_tensor(crop), 128).data
+    at = open_page("pages/2_Latent_explorer.py")
+    before = image_urls(at)
+    at = upload(at, "morph", "my_face.fcz", data, "application/octet-stream")
+    assert_clean(at)
+    assert any("B: my_face.fcz" in (img.proto.imgs[0].caption if img.proto.imgs else "") for img in at.image)
+    assert image_urls(at)[:2] == before[:2] and image_urls(at) != before  # start face kept, B and the morph new

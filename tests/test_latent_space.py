@@ -12,7 +12,7 @@ from PIL import Image, ImageFilter
 
 from facecomp import codec, explore, identity
 from facecomp.__main__ import main
-from facecomp.attributes import Direction, Labelled, balanced_accuracy, fit_directions, logistic_direction
+from facecomp.attributes import LabelDirection, Labelled, balanced_accuracy, fit_directions, logistic_direction
 from facecomp.faces import canonical_crop
 from facecomp.latent_space import edit_report
 from facecomp.latents import fitted_cholesky, set_directions
@@ -143,7 +143,7 @@ def test_frechet_distance() -> None:
 def test_edit_report_scores_each_named_direction(tiny_weights: Path) -> None:
     vae, _ = load_model("vae", tiny_weights)
     direction = torch.randn(512, generator=torch.Generator().manual_seed(0))
-    found = [Direction("Smiling", direction, 0.0, 0.9)]
+    found = [LabelDirection("Smiling", direction, 0.0, 0.9)]
     set_directions(vae, found)
     images = (generated_faces(6) * 255).round().to(torch.uint8)
     labelled = Labelled(images, np.array([[1], [0], [1], [0], [1], [0]], np.int8), ["Smiling"], np.ones(6, bool))

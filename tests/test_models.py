@@ -169,3 +169,25 @@ def test_train_cli_exposes_the_study_options(capsys) -> None:
     help_text = capsys.readouterr().out
     for flag in ("--l1", "--l2", "--noise-sigma", "--kl-weight", "--model"):
         assert flag in help_text
+
+
+def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
+    from facecomp.evaluate import merge_into
+
+    def rows(model: str, value: float) -> list[dict]:
+        return [{"model": model, "latent": 16, "psnr": value}]
+
+    old = {
+        "records": rows("ae", 1) + rows("vae", 2),
+        "budgets": rows("ae", 1) + rows("vae", 2),
+        "rate_distortion": {"fcz": rows("ae", 1) + rows("vae", 2), "classic": [{"format": "JPEG"}]},
+    }
+    new = {
+        "records": rows("vae", 3),
+        "budgets": rows("vae", 3),
+        "rate_distortion": {"fcz": rows("vae", 3), "classic": []},
+    }
+    merged = merge_into(old, new, ["vae"])
+    for part in (merged["records"], merged["budgets"], merged["rate_distortion"]["fcz"]):
+        assert [(r["model"], r["psnr"]) for r in part] == [("ae", 1), ("vae", 3)]
+    assert merged["rate_distortion"]["classic"] == [{"format": "JPEG"}]  # not re-measured
