@@ -11,6 +11,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from .attributes import MIN_BALANCED_ACCURACY
 from .evaluate import best_within_budgets
 from .weights import default_weights_dir
 
@@ -432,7 +433,8 @@ def edit_rows(report: dict) -> list[dict]:
             "balanced accuracy": f"{row['balanced_accuracy']:.0%}",
             "flips at 2σ": f"{row['flip_rate']:.0%}",
             "person kept at ±1σ": f"{row['identity_kept']:.0%}",
-            "shown by default": "yes" if row["shown_by_default"] else "no",
+            "slider shown": "yes" if row["balanced_accuracy"] >= MIN_BALANCED_ACCURACY else "no",
+            "70% flips and 80% kept": "yes" if row["meets_edit_targets"] else "no",
         }
         for name, row in sorted(report.get("edits", {}).items(), key=lambda kv: -kv[1]["balanced_accuracy"])
     ]

@@ -33,7 +33,6 @@ class Direction:
     vector: torch.Tensor  # (max_latent,), unit length
     std: float
     note: str = ""
-    default: bool = True  # shown without opening "more directions"
 
 
 def _fitted(model: FaceAE) -> bool:
@@ -58,11 +57,10 @@ def directions(model: FaceAE, n: int = 8) -> list[Direction]:
 
 
 def named_directions(model: FaceAE, edits: dict[str, dict] | None = None) -> list[Direction]:
-    """The fitted attribute directions that pass the accuracy bar, best-behaved first.
+    """The fitted attribute directions that pass the accuracy bar: the explorer's named sliders.
 
     `edits` is the `edits` section of weights/latent_space.json: how often each slider's
-    edit flips its attribute and keeps the person. Without it every passing direction is
-    shown by default.
+    edit flips its attribute and keeps the person, shown in the slider's help.
     """
     found = []
     for j, name in enumerate(model.cfg.directions):
@@ -77,23 +75,18 @@ def named_directions(model: FaceAE, edits: dict[str, dict] | None = None) -> lis
                 f"; a 2σ move flips it in {row['flip_rate']:.0%} of faces, "
                 f"a 1σ move keeps the person in {row['identity_kept']:.0%}"
             )
-        default = row["shown_by_default"] if row else True
-        found.append(Direction(name, weights / weights.norm(), float(model.direction_std[j]), note, default))
-    return sorted(found, key=lambda d: not d.default)
+        found.append(Direction(name, weights / weights.norm(), float(model.direction_std[j]), note))
+    return found
 
 
 def editor_directions(
     model: FaceAE, edits: dict[str, dict] | None = None, n_main: int = 8
 ) -> tuple[list[Direction], list[Direction]]:
-    """The explorer's sliders: (shown by default, under "more"). Named directions whose edits
-    do what they say come first; the others and the main directions go under "more", unless
-    no named direction qualifies, when the main directions are the default sliders."""
+    """The explorer's sliders: (shown, under "more"). The named directions are shown and the
+    main (principal) directions go under "more", unless no named direction passes the bar."""
     named = named_directions(model, edits)
-    shown = [d for d in named if d.default]
     main = directions(model, n_main)
-    if not shown:
-        return main, [d for d in named if not d.default]
-    return shown, [d for d in named if not d.default] + main
+    return (named, main) if named else (main, [])
 
 
 def move(base: torch.Tensor, dirs: Sequence[Direction], sigmas: Sequence[float]) -> torch.Tensor:

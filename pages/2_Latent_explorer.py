@@ -67,11 +67,7 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
         sigmas = sliders(shown)
         if more:
             with st.expander(f"More directions ({len(more)})"):
-                st.caption(
-                    "Named directions here pass the accuracy bar, but their edits flip the attribute less "
-                    "reliably or change the person more often. Main directions are the principal components "
-                    "of the VAE's codes of real faces."
-                )
+                st.caption("Main directions: the principal components of the VAE's codes of real faces.")
                 sigmas += sliders(more)
         st.caption(BIAS_NOTE)
         st.button("Reset sliders", on_click=reset)
@@ -126,7 +122,7 @@ def samples() -> None:
 st.title("Latent explorer (VAE)")
 pick, photo = st.columns([1, 2], gap="large")
 with pick:
-    source = ui.photo_source("explore", allow_random=True, default=3, allow_fcz=True)
+    source = ui.photo_source("explore", allow_random=True, default=0, allow_fcz=True)
 with photo:
     code, crop_png = (None, None) if source is None else face_code(source, "explore")
 if code is None:

@@ -75,7 +75,8 @@ if latent_report:
         st.caption(
             "Flips: faces moved 2σ towards the other side, decoded, re-encoded and classified again. "
             "Person kept: dlib calls the ±1σ edit the same person as the unedited decoding. "
-            "Sliders shown by default reach 85% accuracy, 70% flips and 80% kept."
+            "A slider is shown when its classifier reaches 85% balanced accuracy on held-out faces; "
+            "the latent-space issue asks its edits for 70% flips and 80% kept."
         )
 else:
     st.info("No latent-space report yet: create it with `python -m facecomp latent-space`.")

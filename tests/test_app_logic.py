@@ -99,11 +99,11 @@ def test_directions_move_and_named(models: dict) -> None:
     assert explore.directions(ae, 4)[0].note  # unfitted: latent axes
     # Only directions that pass the accuracy bar become sliders; the edit report decides the defaults.
     named = explore.named_directions(vae)
-    assert [d.name for d in named] == ["Smiling", "Age"] and all(d.default for d in named)
-    edits = {"Smiling": {"flip_rate": 0.5, "identity_kept": 0.9, "shown_by_default": False}}
-    named = explore.named_directions(vae, edits)
-    assert [(d.name, d.default) for d in named] == [("Age", True), ("Smiling", False)]
-    assert "flips it in 50%" in named[1].note
+    assert [d.name for d in named] == ["Smiling", "Age"]
+    edits = {"Smiling": {"flip_rate": 0.5, "identity_kept": 0.9, "meets_edit_targets": False}}
+    assert "flips it in 50%" in explore.named_directions(vae, edits)[0].note
+    shown, more = explore.editor_directions(vae, edits)
+    assert [d.name for d in shown] == ["Smiling", "Age"] and more[0].name == "Main direction 1"
     assert explore.named_directions(ae) == []
     base = explore.random_code(vae, 3, "prior")
     moved = explore.move(base, dirs, [1.0] + [0.0] * 7)
