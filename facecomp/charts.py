@@ -430,7 +430,7 @@ def edit_rows(report: dict) -> list[dict]:
     return [
         {
             "direction": name,
-            "balanced accuracy": f"{row['balanced_accuracy']:.0%}",
+            "balanced accuracy": f"{row['balanced_accuracy']:.1%}",
             "flips at 2σ": f"{row['flip_rate']:.0%}",
             "person kept at ±1σ": f"{row['identity_kept']:.0%}",
             "slider shown": "yes" if row["balanced_accuracy"] >= MIN_BALANCED_ACCURACY else "no",
