@@ -173,9 +173,6 @@ class LabelDirection:
     accuracy: float  # balanced accuracy on held-out labelled faces
     threshold: float = 0.0  # logits above it mean "has the attribute" (age: above the median age)
 
-    def logit(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes.float() @ self.weight + self.bias - self.threshold
-
 
 def fit_directions(
     codes: torch.Tensor, labelled: Labelled, val_codes_mask: np.ndarray, age_codes: tuple, min_positive: int = 40

@@ -29,8 +29,18 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 BATCHES = (1, 64)
 
 
+def summary(times_ms: list[float]) -> dict[str, float]:
+    """Median and 95th percentile of timings in milliseconds."""
+    times = sorted(times_ms)
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 3),
+        "n": len(times),
+    }
+
+
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median and 95th percentile of `repeats` calls, in milliseconds, after `warmup` calls."""
+    """Timing summary of `repeats` calls after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -38,23 +48,14 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> dict[str, 
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return {
-        "median_ms": round(statistics.median(times), 3),
-        "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 3),
-        "n": repeats,
-    }
+    return summary(times)
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from .train import cpu_name
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -159,7 +160,7 @@ def app_reruns(weights_dir: Path | None, moves: int) -> dict:
         widget = at.select_slider(key="compare_latent").set_value(LATENT_LADDER[i % len(LATENT_LADDER)])
         start = time.perf_counter()
         widget.run()
-        compare_times.append(time.perf_counter() - start)
+        compare_times.append((time.perf_counter() - start) * 1000)
     at.switch_page("pages/2_Latent_explorer.py").run()
     key = next(s.key for s in at.slider if s.key and s.key.startswith("explore_"))
     at.slider(key=key).set_value(0.1).run()  # warm every cache once
@@ -168,17 +169,9 @@ def app_reruns(weights_dir: Path | None, moves: int) -> dict:
         widget = at.slider(key=key).set_value(round(0.1 * ((i % 20) - 10), 1))
         start = time.perf_counter()
         widget.run()
-        slider_times.append(time.perf_counter() - start)
+        slider_times.append((time.perf_counter() - start) * 1000)
         if at.exception:
             raise RuntimeError(f"explorer raised: {at.exception[0].value}")
-
-    def summary(times: list[float]) -> dict:
-        times = sorted(times)
-        return {
-            "median_ms": round(1000 * statistics.median(times), 1),
-            "p95_ms": round(1000 * times[min(len(times) - 1, int(0.95 * len(times)))], 1),
-            "n": len(times),
-        }
 
     return {"compare_rerun": summary(compare_times), "explorer_slider_rerun": {"slider": key, **summary(slider_times)}}
 

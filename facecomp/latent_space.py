@@ -102,19 +102,15 @@ def edit_report(model: FaceAE, labelled: Labelled, n_faces: int = EDIT_FACES, se
         unit = weights / weights.norm()
         sigma = float(model.direction_std[j])
         row = {"balanced_accuracy": float(model.direction_accuracy[j]), "sigma": sigma}
-        if name in labelled.names:
-            has = torch.from_numpy(labelled.labels[pick.numpy(), labelled.names.index(name)].astype(bool))
-            towards = torch.where(has, -1.0, 1.0)  # remove it where present, add it where absent
-            moved = codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit
-            recoded = all_codes(model, (decode_all(model, moved) * 255).round().to(torch.uint8))
-            now_has = recoded @ weights + offset > 0
-            row["flip_rate"] = float((now_has != has).float().mean())
-        else:  # age: a regression; 'flip' = crossing the median age it was scored against
-            before = codes @ weights + offset > 0
-            towards = torch.where(before, -1.0, 1.0)
-            moved = codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit
-            recoded = all_codes(model, (decode_all(model, moved) * 255).round().to(torch.uint8))
-            row["flip_rate"] = float(((recoded @ weights + offset > 0) != before).float().mean())
+        predicted = codes @ weights + offset > 0
+        if name in labelled.names:  # the label says which side a face is on
+            before = torch.from_numpy(labelled.labels[pick.numpy(), labelled.names.index(name)].astype(bool))
+        else:  # age, a regression: the side of the median age it was scored against
+            before = predicted
+        towards = torch.where(before, -1.0, 1.0)  # remove it where present, add it where absent
+        moved = codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit
+        recoded = all_codes(model, (decode_all(model, moved) * 255).round().to(torch.uint8))
+        row["flip_rate"] = float(((recoded @ weights + offset > 0) != before).float().mean())
         kept = []
         for sign in (1.0, -1.0):
             moved = codes + sign * IDENTITY_SIGMAS * sigma * unit

@@ -138,16 +138,20 @@ def _init_note(init_from: str | None) -> dict | None:
     }
 
 
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, cuda"
+def cpu_name() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:  # Linux: platform.processor() is often empty there
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, {device.type}"
+    return cpu
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, cuda"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, {device.type}"
 
 
 def init_weights(model: FaceAE, source: FaceAE, rescale_code: bool = False) -> None:

@@ -672,20 +672,29 @@ def explore_sliders(client: LightClient, session: Session, moves: int) -> None:
         timed_step(session, "slider_move", move)
 
 
-def light_session(base: str, name: str, photo: int, moves: int, cfg: Config, deadline: Deadline) -> Session:
-    """One user: upload a photo on Compare, then move a slider on the explorer."""
-    session = Session("light", name, photo)
-    client = LightClient(base, deadline, cfg.step_timeout)
+def run_light(session: Session, client: LightClient, body: Callable[[], None]) -> Session:
+    """Run one light client's steps; a failed step ends its session, recorded, never the test."""
     try:
-        uploader = open_compare_upload_mode(client, session)
-        upload_photo(client, session, "compare_upload", uploader, photo)
-        explore_sliders(client, session, moves)
+        body()
     except (StepError, DeadlineExceeded) as err:
         session.error = f"{type(err).__name__}: {err}"[:500]
     finally:
         client.close()
         session.messages = client.message_counts()
     return session
+
+
+def light_session(base: str, name: str, photo: int, moves: int, cfg: Config, deadline: Deadline) -> Session:
+    """One user: upload a photo on Compare, then move a slider on the explorer."""
+    session = Session("light", name, photo)
+    client = LightClient(base, deadline, cfg.step_timeout)
+
+    def steps() -> None:
+        uploader = open_compare_upload_mode(client, session)
+        upload_photo(client, session, "compare_upload", uploader, photo)
+        explore_sliders(client, session, moves)
+
+    return run_light(session, client, steps)
 
 
 def soak_session(
@@ -694,17 +703,14 @@ def soak_session(
     """One user uploading photo after photo on Compare (each a new variant: new cache entries)."""
     session = Session("light", name, photos[0] if photos else -1)
     client = LightClient(base, deadline, cfg.step_timeout)
-    try:
+
+    def steps() -> None:
         uploader = open_compare_upload_mode(client, session)
         for photo in photos:  # a page that shows an error is recorded and the soak goes on
             upload_photo(client, session, "soak_upload", uploader, photo)
             progress.add()
-    except (StepError, DeadlineExceeded) as err:
-        session.error = f"{type(err).__name__}: {err}"[:500]
-    finally:
-        client.close()
-        session.messages = client.message_counts()
-    return session
+
+    return run_light(session, client, steps)
 
 
 # ---- browser sessions ---------------------------------------------------------------------------
