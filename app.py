@@ -15,13 +15,13 @@ st.markdown(
     "into a short "
     "list of numbers, which are quantised and entropy-coded into a real file.  \n"
     "It compares a plain **autoencoder (AE)** with a **variational autoencoder (VAE)** on the same network, "
-    "and both against **JPEG, WebP and AVIF** squeezed into the same number of bytes.  \n"
+    "and both against **JPEG, WebP, AVIF, HEIC and JPEG XL** squeezed into the same number of bytes.  \n"
     "The VAE's smooth latent space also lets you **morph and edit faces** by moving sliders."
 )
 
 LATENT = 128
 BLURBS = {
-    "Compare": "your photo against JPEG, WebP and AVIF",
+    "Compare": "your photo against JPEG, WebP, AVIF, HEIC and JPEG XL",
     "Latent explorer": "named sliders, morphs, AE vs VAE random faces",
     "Benchmarks": "rate–distortion charts",
     "How it works": "the ideas, for a talk",

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .model import MODEL_KINDS, SAMPLE_SOURCES
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -124,21 +128,105 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_cli
+    import json
+    import time
 
-    return evaluate_cli(args)
+    import torch
+
+    from .evaluate import evaluate, load_eval_images, merge_into, print_table
+    from .weights import WeightsError, load_models
+
+    try:
+        models, _ = load_models(args.weights, args.models)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    update = args.update and args.json.exists()
+    images = load_eval_images(args.data, args.limit)
+    started = time.time()
+    torch.set_grad_enabled(False)
+    result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)), classic_sweep=not update)
+    result["seconds"] = round(time.time() - started, 1)
+    if update:  # a retrained model replaces its own rows only
+        result = merge_into(json.loads(args.json.read_text()), result, list(models))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print_table(result)
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _as_crop(path: Path) -> Image.Image:
+    """A photo's canonical face crop (a centred crop, with a warning, when no face is found)."""
+    from .faces import CROP_SIZE, crop_or_centre, load_image
+
+    img = load_image(path)
+    if img.size == (CROP_SIZE, CROP_SIZE):
+        return img
+    crop, box = crop_or_centre(img)
+    if box is None:
+        print(f"warning: {path}: no face found, using a centred crop", file=sys.stderr)
+    return crop
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .codec import compress_cli
+    from .codec import compress
+    from .faces import ImageLoadError
+    from .visual import to_tensor
+    from .weights import WeightsError, load_model
 
-    return compress_cli(args)
+    try:
+        model, _ = load_model(args.model, args.weights)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.latent not in model.cfg.ladder:
+        print(f"error: --latent must be one of {', '.join(map(str, model.cfg.ladder))}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for path in args.inputs:
+        try:
+            crop = _as_crop(path)
+        except ImageLoadError as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        result = compress(model, to_tensor(crop), args.latent)
+        target = args.out / f"{path.stem}.fcz"
+        target.write_bytes(result.data)
+        print(f"{target}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp")
+    return status
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .codec import decompress_cli
+    from .codec import MAX_FILE_BYTES, CodecError, decompress
+    from .visual import to_pil
+    from .weights import WeightsError, load_models
 
-    return decompress_cli(args)
+    try:
+        models, _ = load_models(args.weights)
+    except WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for path in args.inputs:
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise CodecError(
+                    f"file is {path.stat().st_size:,} bytes; a FaceComp file is at most {MAX_FILE_BYTES:,}"
+                )
+            data = path.read_bytes()
+            image = decompress(data, models)
+        except (CodecError, OSError) as err:
+            print(f"error: {path}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        target = args.out / f"{path.stem}.png"
+        to_pil(image).save(target)
+        print(f"{target}: from {len(data)} bytes, {8 * len(data) / (128 * 128):.4f} bpp")
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N faces")
-    p.add_argument("--codec-faces", type=int, default=200, help="faces coded to .fcz, JPEG, WebP and AVIF")
+    p.add_argument("--codec-faces", type=int, default=200, help="faces coded to .fcz and the classic codecs")
     p.add_argument("--models", nargs="+", choices=MODEL_KINDS, default=list(MODEL_KINDS), help="models to evaluate")
     p.add_argument(
         "--update", action="store_true", help="replace only these models' rows in an existing --json (after a retrain)"

@@ -1,7 +1,7 @@
 """One benchmark command: `python -m facecomp bench --json FILE`.
 
 Everything is timed on this machine in one run, so ratios between its numbers (the
-.fcz codec against JPEG, WebP and AVIF on the same crop) compare like with like. Run it
+.fcz codec against the classic codecs on the same crop) compare like with like. Run it
 on an idle machine: a training run or a test suite beside it slows every number.
 """
 
@@ -20,10 +20,11 @@ import torch
 from PIL import Image
 
 from . import codec
+from .classic import CLASSIC_FORMATS, encode_classic
 from .faces import canonical_crop, load_image
 from .model import LATENT_LADDER, MODEL_KINDS, FaceAE
 from .visual import to_tensor
-from .weights import load_model
+from .weights import load_models
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 BATCHES = (1, 64)
@@ -97,9 +98,9 @@ def codec_latency(models: dict[str, FaceAE], crop: Image.Image, repeats: int) ->
                 lambda m=model, latent=latent: codec.decompress(codec.compress(m, x, latent).data, models), repeats
             )
             out[f"{kind}_{latent}"] = {**stats, "bytes": len(packed.data)}
-    for fmt in codec.CLASSIC_FORMATS:
-        data = codec.encode_classic(crop, fmt, 30)
-        stats = timed(lambda fmt=fmt: load_image(codec.encode_classic(crop, fmt, 30)), repeats)
+    for fmt in CLASSIC_FORMATS:
+        data = encode_classic(crop, fmt, 30)
+        stats = timed(lambda fmt=fmt: load_image(encode_classic(crop, fmt, 30)), repeats)
         out[f"{fmt.lower()}_q30"] = {**stats, "bytes": len(data)}
     return out
 
@@ -187,7 +188,7 @@ def ratios(codecs: dict) -> dict:
     out = {}
     for kind in MODEL_KINDS:
         ours = codecs.get(f"{kind}_256", {}).get("median_ms")
-        for fmt in codec.CLASSIC_FORMATS:
+        for fmt in CLASSIC_FORMATS:
             theirs = codecs.get(f"{fmt.lower()}_q30", {}).get("median_ms")
             if ours and theirs:
                 out[f"{kind}_256_vs_{fmt.lower()}"] = round(ours / theirs, 2)
@@ -195,7 +196,7 @@ def ratios(codecs: dict) -> dict:
 
 
 def run_benchmarks(weights_dir: Path | None = None, repeats: int = 50, app_moves: int = 20) -> dict:
-    models = {kind: load_model(kind, weights_dir)[0] for kind in MODEL_KINDS}
+    models, _ = load_models(weights_dir)
     crop = benchmark_crop()
     result: dict = {"machine": machine(), "repeats": repeats}
     result["model_latency"] = model_latency(models, to_tensor(crop).unsqueeze(0), repeats)

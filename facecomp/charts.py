@@ -12,12 +12,13 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from .attributes import MIN_BALANCED_ACCURACY
+from .classic import CLASSIC_FORMATS, CLASSIC_NAMES
 from .evaluate import best_within_budgets
+from .model import MODEL_KINDS
 from .weights import default_weights_dir
 
 MODEL_COLOURS = {"ae": "#1f77b4", "vae": "#d62728"}
-CLASSIC_COLOURS = {"JPEG": "#7f7f7f", "WEBP": "#2ca02c", "AVIF": "#9467bd"}
-CLASSIC_NAMES = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
+CLASSIC_COLOURS = {"JPEG": "#7f7f7f", "WEBP": "#2ca02c", "AVIF": "#9467bd", "HEIF": "#ff7f0e", "JXL": "#8c564b"}
 # The public study we improve on: grayscale 128x128 FFHQ, AE with 4,096 floats, MLP VAE with 200.
 STUDY = {"ae": {"psnr": 23.99, "ssim": 0.727, "floats": 4096}, "vae": {"psnr": 10.4, "ssim": 0.25, "floats": 200}}
 FONT = {"size": 17}  # readable from the back of a room
@@ -67,7 +68,7 @@ def rate_distortion(records: list[dict], metric: str = "psnr", sweeps: dict | No
     `sweeps` (the evaluation's "rate_distortion"), each classic codec over its quality range."""
     label = "PSNR (dB)" if metric == "psnr" else "SSIM"
     fig = go.Figure()
-    for model in ("ae", "vae"):
+    for model in MODEL_KINDS:
         rows = _records(records, model)
         if not rows:
             continue
@@ -139,7 +140,7 @@ def quality_vs_latent(records: list[dict], metric: str = "psnr") -> go.Figure:
     """Mean quality against latent size, clean and under Gaussian input noise (sigma 0.1)."""
     label = "PSNR (dB)" if metric == "psnr" else "SSIM"
     fig = go.Figure()
-    for model in ("ae", "vae"):
+    for model in MODEL_KINDS:
         rows = _records(records, model)
         if not rows:
             continue
@@ -277,7 +278,7 @@ def training_note(cards: dict[str, dict]) -> str:
 def noise_robustness(records: list[dict]) -> go.Figure:
     """PSNR lost when the input carries Gaussian noise of sigma 0.1, per model and latent size."""
     fig = go.Figure()
-    for model in ("ae", "vae"):
+    for model in MODEL_KINDS:
         rows = [r for r in _records(records, model) if "noisy" in r]
         if not rows:
             continue
@@ -300,7 +301,8 @@ def noise_robustness(records: list[dict]) -> go.Figure:
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
-    """One flat row per record for a table."""
+    """One flat row per record for a table (columns for the classic codecs the evaluation measured)."""
+    formats = [f for f in CLASSIC_FORMATS if any(f in r.get("classic", {}) for r in records)]
     rows = []
     for r in sorted(records, key=lambda r: (r["model"], r["latent"])):
         row = {
@@ -311,7 +313,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
             ".fcz PSNR dB": round(_coded(r, "psnr"), 2),
             "SSIM": round(r["ssim"]["mean"], 3),
         }
-        for fmt, name in CLASSIC_NAMES.items():
+        for fmt in formats:
+            name = CLASSIC_NAMES[fmt]
             c = r.get("classic", {}).get(fmt)
             row[f"{name} dB"] = None if not c or c.get("psnr") is None else round(c["psnr"], 2)
             row[f"{name} failed"] = None if not c else c.get("failed")
@@ -346,7 +349,7 @@ def bytes_table(records: list[dict] | None, ladder: tuple[int, ...]) -> list[dic
     rows = []
     for k in ladder:
         row = {"latent size": k, "float32 bytes": 4 * k}
-        for model in ("ae", "vae"):
+        for model in MODEL_KINDS:
             rec = next((r for r in records or [] if r["model"] == model and r["latent"] == k), None)
             real = (rec or {}).get("bytes", {}).get("real")
             row[f"{model.upper()} .fcz bytes"] = None if real is None else round(real)
@@ -370,7 +373,7 @@ def study_comparison(records: list[dict] | None, latent: int = 256) -> list[dict
             "SSIM": STUDY["vae"]["ssim"],
         },
     ]
-    for model in ("ae", "vae"):
+    for model in MODEL_KINDS:
         rec = next((r for r in records or [] if r["model"] == model and r["latent"] == latent), None)
         if rec:
             rows.append(

@@ -26,26 +26,19 @@ from __future__ import annotations
 
 import binascii
 import copy
-import io
 import struct
-import sys
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import constriction
 import numpy as np
 import torch
-from PIL import Image
 from scipy.special import ndtr
 
-from .faces import load_image
-from .model import FaceAE
-from .visual import to_pil, to_tensor
+from .model import MODEL_KINDS, FaceAE
 
 MAGIC = b"FZ"
 VERSION = 1
-KINDS = ("ae", "vae")
 HEADER_BYTES = 6
 CRC_BYTES = 2
 MAX_FILE_BYTES = 64 * 1024
@@ -110,7 +103,7 @@ def _encode(model: FaceAE, code: np.ndarray, q: int) -> Compressed:
     # to 3 of them saves ~1.4 bytes a file; the decoder pads back to whole words.
     payload = payload[: len(payload) - min(3, len(payload) - len(payload.rstrip(b"\0")))]
     ladder = model.cfg.ladder
-    header = MAGIC + bytes([VERSION << 4 | KINDS.index(model.cfg.kind) << 3 | ladder.index(latent)])
+    header = MAGIC + bytes([VERSION << 4 | MODEL_KINDS.index(model.cfg.kind) << 3 | ladder.index(latent)])
     header += weights_tag(model) + bytes([q])
     body = header + payload
     bits = _information_bits(symbols, std) + 8 * (HEADER_BYTES + CRC_BYTES)
@@ -164,7 +157,7 @@ def parse_header(data: bytes) -> tuple[str, int, bytes, int]:
     (crc,) = struct.unpack(">H", data[-2:])
     if binascii.crc_hqx(data[:-2], 0) != crc:
         raise CodecError("checksum mismatch: the file is corrupted or truncated")
-    return KINDS[kind_bit], ladder_index, data[3:5], data[5]
+    return MODEL_KINDS[kind_bit], ladder_index, data[3:5], data[5]
 
 
 @torch.inference_mode()
@@ -214,116 +207,3 @@ def _exact_decoder(model: FaceAE) -> torch.nn.Module:
     if model not in _float64_decoders:
         _float64_decoders[model] = copy.deepcopy(model.decoder).cpu().double().eval()
     return _float64_decoders[model]
-
-
-@dataclass(frozen=True)
-class ClassicResult:
-    fmt: str
-    quality: int
-    data: bytes
-    image: Image.Image
-
-
-def encode_classic(image: Image.Image, fmt: str, quality: int) -> bytes:
-    buf = io.BytesIO()
-    options = {"optimize": True} if fmt == "JPEG" else {}
-    image.save(buf, format=fmt, quality=quality, **options)
-    return buf.getvalue()
-
-
-def classic_within(image: Image.Image, fmt: str, max_bytes: int) -> ClassicResult | None:
-    """The highest quality (0-100) of JPEG, WEBP or AVIF whose file fits max_bytes, or None."""
-    lowest = encode_classic(image, fmt, 0)
-    if len(lowest) > max_bytes:  # common at our sizes: even the worst quality does not fit
-        return None
-    best = (0, lowest)
-    lo, hi = 1, 100
-    while lo <= hi:  # file size grows with quality: binary search
-        mid = (lo + hi) // 2
-        data = encode_classic(image, fmt, mid)
-        if len(data) <= max_bytes:
-            best, lo = (mid, data), mid + 1
-        else:
-            hi = mid - 1
-    quality, data = best
-    return ClassicResult(fmt, quality, data, load_image(data))
-
-
-CLASSIC_FORMATS = ("JPEG", "WEBP", "AVIF")
-
-
-# ---- command line -------------------------------------------------------------------
-
-
-def _load_models(weights_dir: Path | None) -> dict[str, FaceAE]:
-    from .weights import load_model
-
-    return {kind: load_model(kind, weights_dir)[0] for kind in KINDS}
-
-
-def _as_crop(path: Path) -> Image.Image:
-    from .faces import CROP_SIZE, crop_or_centre, load_image
-
-    img = load_image(path)
-    if img.size == (CROP_SIZE, CROP_SIZE):
-        return img
-    crop, box = crop_or_centre(img)
-    if box is None:
-        print(f"warning: {path}: no face found, using a centred crop", file=sys.stderr)
-    return crop
-
-
-def compress_cli(args) -> int:
-    from .faces import ImageLoadError
-    from .weights import WeightsError, load_model
-
-    try:
-        model, _ = load_model(args.model, args.weights)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.latent not in model.cfg.ladder:
-        print(f"error: --latent must be one of {', '.join(map(str, model.cfg.ladder))}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    status = 0
-    for path in args.inputs:
-        try:
-            crop = _as_crop(path)
-        except ImageLoadError as err:
-            print(f"error: {path}: {err}", file=sys.stderr)
-            status = 2
-            continue
-        result = compress(model, to_tensor(crop), args.latent)
-        target = args.out / f"{path.stem}.fcz"
-        target.write_bytes(result.data)
-        print(f"{target}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp")
-    return status
-
-
-def decompress_cli(args) -> int:
-    from .weights import WeightsError
-
-    try:
-        models = _load_models(args.weights)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    status = 0
-    for path in args.inputs:
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise CodecError(
-                    f"file is {path.stat().st_size:,} bytes; a FaceComp file is at most {MAX_FILE_BYTES:,}"
-                )
-            data = path.read_bytes()
-            image = decompress(data, models)
-        except (CodecError, OSError) as err:
-            print(f"error: {path}: {err}", file=sys.stderr)
-            status = 2
-            continue
-        target = args.out / f"{path.stem}.png"
-        to_pil(image).save(target)
-        print(f"{target}: from {len(data)} bytes, {8 * len(data) / (128 * 128):.4f} bpp")
-    return status

@@ -12,13 +12,12 @@ import torch
 from PIL import Image
 
 from . import codec, metrics
+from .classic import CLASSIC_EXT, CLASSIC_FORMATS, classic_name, classic_within
 from .faces import CROP_SIZE, FaceBox, centre_crop, crop_face, detect_faces, load_image
-from .model import FaceAE
+from .model import MODEL_KINDS, FaceAE
 from .visual import png_bytes, to_pil, to_tensor
 
 PIXELS = CROP_SIZE * CROP_SIZE
-CLASSIC_NAMES = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF"}
-CLASSIC_EXT = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}
 
 
 def _astronaut() -> bytes:
@@ -103,7 +102,7 @@ def compare(
     crop: Image.Image,
     latent: int,
     models: Mapping[str, FaceAE],
-    classic: Sequence[str] = codec.CLASSIC_FORMATS,
+    classic: Sequence[str] = CLASSIC_FORMATS,
     budget: int | None = None,
     stem: str = "face",
 ) -> list[Result]:
@@ -116,7 +115,7 @@ def compare(
     results = [Result("Original", crop, len(lossless), data=lossless, file_name=f"{stem}.png", note="lossless PNG")]
     learned = []
     with torch.inference_mode():
-        for kind in ("ae", "vae"):
+        for kind in MODEL_KINDS:
             if kind not in models:
                 continue
             packed = codec.compress(models[kind], crop_t, latent)
@@ -128,10 +127,11 @@ def compare(
     if budget is None:
         budget = max(learned) if learned else len(lossless)
     for fmt in classic:
-        name = CLASSIC_NAMES.get(fmt, fmt)
-        found = codec.classic_within(crop, fmt, budget)
-        if found is None:
-            results.append(Result(name, None, note=f"cannot fit in {budget} bytes"))
+        name = classic_name(fmt)
+        found = classic_within(crop, fmt, budget)
+        if not found.fits:
+            note = f"needs {len(found.data):,} bytes, {found.over_budget:.1f}× the {budget:,}-byte budget"
+            results.append(Result(name, None, note=note, extra={"needed_bytes": len(found.data)}))
         else:
             file_name = f"{stem}_q{found.quality}.{CLASSIC_EXT.get(fmt, fmt.lower())}"
             results.append(_scored(name, crop_t, found.image, found.data, file_name, f"quality {found.quality}"))

@@ -3,7 +3,8 @@
 Writes one JSON file that the app's benchmark page plots:
   records           one per (model, latent): MSE/PSNR/SSIM statistics and histograms,
                     the same under Gaussian input noise, the real .fcz bytes next to the
-                    entropy model's estimate, and JPEG/WebP/AVIF at the same bytes
+                    entropy model's estimate, and the classic codecs (facecomp.classic) at
+                    the same bytes
   rate_distortion   .fcz at several quantisers and classic codecs at several qualities
   budgets           every face's .fcz file held to a byte budget (the finest quantiser that
                     fits it), per model and latent size
@@ -11,23 +12,14 @@ Writes one JSON file that the app's benchmark page plots:
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .codec import (
-    CLASSIC_FORMATS,
-    DEFAULT_Q,
-    classic_within,
-    compress_code,
-    decompress,
-    encode_classic,
-)
+from .classic import CLASSIC_FORMATS, classic_name, classic_within, encode_classic
+from .codec import DEFAULT_Q, compress_code, decompress
 from .faces import load_image
 from .metrics import histogram, mse, psnr, ssim, summary
 from .model import FaceAE
@@ -70,7 +62,7 @@ def _classic_at(crops: list, budgets: list[int]) -> dict:
         failed = 0
         for crop, budget in zip(crops, budgets):
             found = classic_within(crop, fmt, budget)
-            if found is None:
+            if not found.fits:
                 failed += 1
                 continue
             clean, decoded = to_tensor(crop), to_tensor(found.image)
@@ -209,15 +201,18 @@ def print_table(result: dict) -> None:
     print(f"{result['faces']} faces (codec and classic codecs on {result['codec_faces']} spread over them)")
     print(
         f"{'model':5} {'latent':>6} {'PSNR':>7} {'SSIM':>6} {'noisy':>7} {'bytes':>6} {'est.':>6} {'fcz PSNR':>8}"
-        f" {'JPEG':>11} {'WebP':>11} {'AVIF':>11}"
+        + "".join(f" {classic_name(fmt):>11}" for fmt in CLASSIC_FORMATS)
     )
     for r in result["records"]:
         classic = []
         for fmt in CLASSIC_FORMATS:
-            c = r["classic"][fmt]
-            classic.append(
-                f"{c['psnr']:5.2f} ({c['failed']:>3})" if c["psnr"] is not None else f"  -- ({c['failed']:>3})"
-            )
+            c = r["classic"].get(fmt)  # rows kept by --update from an older run may lack a format
+            if c is None:
+                classic.append(f"{'n/a':>11}")
+            elif c["psnr"] is None:
+                classic.append(f"  -- ({c['failed']:>3})")
+            else:
+                classic.append(f"{c['psnr']:5.2f} ({c['failed']:>3})")
         print(
             f"{r['model']:5} {r['latent']:>6} {r['psnr']['mean']:7.2f} {r['ssim']['mean']:6.3f} "
             f"{r['noisy']['psnr']['mean']:7.2f} {r['bytes']['real']:6.1f} {r['bytes']['estimated']:6.1f} "
@@ -254,26 +249,3 @@ def merge_into(old: dict, new: dict, kinds: list[str]) -> dict:
         "classic": old["rate_distortion"]["classic"],
     }
     return merged
-
-
-def evaluate_cli(args) -> int:
-    from .weights import WeightsError, load_model
-
-    try:
-        models = {kind: load_model(kind, args.weights)[0] for kind in args.models}
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    update = args.update and args.json.exists()
-    images = load_eval_images(args.data, args.limit)
-    started = time.time()
-    torch.set_grad_enabled(False)
-    result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)), classic_sweep=not update)
-    result["seconds"] = round(time.time() - started, 1)
-    if update:  # a retrained model replaces its own rows only
-        result = merge_into(json.loads(args.json.read_text()), result, list(models))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print_table(result)
-    print(f"wrote {args.json}")
-    return 0

@@ -21,8 +21,8 @@ from . import identity
 from .attributes import Labelled, load_labels
 from .data import CropCache
 from .latents import all_codes
-from .model import LATENT_LADDER, MODEL_KINDS, FaceAE
-from .weights import load_model, read_model
+from .model import LATENT_LADDER, FaceAE
+from .weights import load_model, load_models, read_model
 
 FD_FACES = 2000  # real faces and decoded samples per FD-dlib, for the shipped models
 SWEEP_FD_FACES = 1000  # the same for each run of a sweep (dlib takes ~0.1 s a face on a CPU core)
@@ -145,9 +145,9 @@ def latent_space_report(
         "ladder": list(LATENT_LADDER),
         "models": {},
     }
-    for kind in MODEL_KINDS:
-        model, card = load_model(kind, weights_dir)
-        result["models"][kind] = model_report(model, card, (faces, desc))
+    models, cards = load_models(weights_dir)
+    for kind, model in models.items():
+        result["models"][kind] = model_report(model, cards[kind], (faces, desc))
         print(kind, json.dumps(result["models"][kind]["fd_dlib"]), flush=True)
     if sweep:
         result["sweep_fd_faces"] = SWEEP_FD_FACES

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODEL_KINDS = ("ae", "vae")
+MODEL_KINDS = ("ae", "vae")  # the order is part of the .fcz format: its kind bit indexes this
 LATENT_LADDER = (16, 32, 64, 128, 256, 512)
 IMAGE_SIZE = 128
 N_COMPONENTS = 16  # principal directions shipped for the explorer's sliders

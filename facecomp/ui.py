@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 
 from . import demo, explore
+from .classic import CLASSIC_FORMATS
 from .faces import ImageLoadError, load_image
 from .latent_space import load_latent_space_report
-from .model import FaceAE
+from .model import MODEL_KINDS, FaceAE
 from .visual import draw_boxes, enlarge, error_map, png_bytes, upscale
-from .weights import WeightsError, default_weights_dir, load_model, weights_path
+from .weights import WeightsError, default_weights_dir, load_models, weights_path
 
 ICON = "🗜️"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -66,12 +67,7 @@ def page_setup(title: str) -> None:
 
 @st.cache_resource(show_spinner="Loading the models…")
 def _load(key: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
-    weights_dir = key.split("|", 1)[0]
-    models, cards = {}, {}
-    for kind in ("ae", "vae"):
-        model, card = load_model(kind, weights_dir)
-        models[kind], cards[kind] = model.eval(), card
-    return models, cards
+    return load_models(key.split("|", 1)[0])
 
 
 def weights_key() -> str:
@@ -79,7 +75,7 @@ def weights_key() -> str:
     folders) and the files' modification times (retrained weights replace the old ones)."""
     folder = default_weights_dir()
     stamps = []
-    for kind in ("ae", "vae"):
+    for kind in MODEL_KINDS:
         try:
             stamps.append(str(weights_path(kind, folder).stat().st_mtime_ns))
         except OSError:
@@ -111,9 +107,7 @@ def _crop(data: bytes, face: int | None) -> bytes:
 
 
 @st.cache_data(max_entries=64, show_spinner="Compressing…")
-def compare(
-    crop_png: bytes, latent: int, key: str, classic: tuple[str, ...] = ("JPEG", "WEBP", "AVIF")
-) -> list[demo.Result]:
+def compare(crop_png: bytes, latent: int, key: str, classic: tuple[str, ...] = CLASSIC_FORMATS) -> list[demo.Result]:
     """demo.compare on a crop given as PNG bytes."""
     models, _ = _load(key)
     return demo.compare(load_image(crop_png), latent, models, classic)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .model import FaceAE, ModelConfig, build_model
+from .model import MODEL_KINDS, FaceAE, ModelConfig, build_model
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 RETRAIN_HINT = "see README 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
@@ -108,6 +109,16 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict
         raise WeightsError(f"cannot load {path}: {err}") from err
     model.weights_sha256 = actual  # .fcz files name the weights that made them
     return model, card
+
+
+def load_models(
+    weights_dir: Path | None = None, kinds: Iterable[str] = MODEL_KINDS
+) -> tuple[dict[str, FaceAE], dict[str, dict]]:
+    """The models of `kinds` (default: all) and their cards, by kind, each checked as in load_model."""
+    models, cards = {}, {}
+    for kind in kinds:
+        models[kind], cards[kind] = load_model(kind, weights_dir)
+    return models, cards
 
 
 def tensors_to_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict) -> None:

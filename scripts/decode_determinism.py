@@ -23,14 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facecomp.codec import compress_code, decompress  # noqa: E402
 from facecomp.visual import to_pil  # noqa: E402
-from facecomp.weights import load_model  # noqa: E402
+from facecomp.weights import load_models  # noqa: E402
 
 FILES_PER_SETTING = 4
 QUANTISERS = (0, 8, 24)
 
 
 def decode_all() -> tuple[list[bytes], np.ndarray, list[str]]:
-    models = {kind: load_model(kind)[0] for kind in ("ae", "vae")}
+    models, _ = load_models()
     rng = np.random.default_rng(0)
     files, pixels, float_hashes = [], [], []
     for model in models.values():

@@ -103,10 +103,19 @@ def upload(at: AppTest, prefix: str, name: str, data: bytes, mime: str = "image/
 def test_compare_upload_of_real_photo_shows_every_codec(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "astronaut.png", astronaut_png())
     assert_clean(at)
-    # photo with boxes, then Original, AE, VAE, JPEG, WebP, AVIF
-    assert len(at.image) == 7
+    # photo with boxes, then Original, AE, VAE, JPEG, WebP, AVIF, HEIC, JPEG XL
+    assert len(at.image) == 9
     headings = [m.value for m in at.markdown if m.value.startswith("### ")]
-    assert headings == ["### Original", "### AE", "### VAE", "### JPEG", "### WebP", "### AVIF"]
+    assert headings == [
+        "### Original",
+        "### AE",
+        "### VAE",
+        "### JPEG",
+        "### WebP",
+        "### AVIF",
+        "### HEIC",
+        "### JPEG XL",
+    ]
     body = text(at)
     assert "PSNR" in body and "SSIM" in body and "bpp" in body
     names = [b.proto.label for b in at.get("download_button")]
@@ -155,14 +164,14 @@ def test_compare_no_face_offers_centred_crop(use_weights: Path) -> None:
     assert len(at.image) == 0
     at.checkbox(key="compare_centre").check().run()
     assert_clean(at)
-    assert len(at.image) == 7
+    assert len(at.image) == 9
 
 
 def test_compare_grace_hopper_builtin(use_weights: Path) -> None:
     at = open_page("pages/1_Compare.py")
     at.selectbox(key="compare_builtin").set_value("Grace Hopper (matplotlib)").run()
     assert_clean(at)
-    assert len(at.image) == 7
+    assert len(at.image) == 9
 
 
 # ---- Latent explorer -----------------------------------------------------------------
@@ -279,7 +288,7 @@ def test_compare_camera_photo(use_weights: Path) -> None:
     at.radio(key="compare_source").set_value("Camera").run()
     at.camera_input(key="compare_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert_clean(at)
-    assert len(at.image) == 7
+    assert len(at.image) == 9
 
 
 def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:

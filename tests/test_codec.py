@@ -12,14 +12,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facecomp.__main__ import main
+from facecomp.classic import CLASSIC_FORMATS, classic_within, encode_classic, quality_range
 from facecomp.codec import (
     MAX_FILE_BYTES,
     CodecError,
     _exact_decoder,
-    classic_within,
     compress,
     decompress,
-    encode_classic,
 )
 from facecomp.visual import to_pil
 from facecomp.weights import load_model
@@ -188,9 +187,22 @@ def test_cli_round_trip_and_error_exit(tmp_path: Path, tiny_weights: Path, astro
 
 def test_classic_codecs_fit_the_budget_or_say_they_cannot(astronaut: Image.Image) -> None:
     crop = astronaut.resize((128, 128))
-    for fmt in ("JPEG", "WEBP", "AVIF"):
-        assert classic_within(crop, fmt, 40) is None  # below quality 0: cannot fit
+    assert CLASSIC_FORMATS == ("JPEG", "WEBP", "AVIF", "HEIF", "JXL")
+    for fmt in CLASSIC_FORMATS:
+        low, high = quality_range(fmt)
+        tight = classic_within(crop, fmt, 40)  # below the lowest quality: the smallest file, marked
+        assert not tight.fits and tight.quality == low and len(tight.data) > 40
+        assert tight.data == encode_classic(crop, fmt, low) and tight.over_budget == len(tight.data) / 40
         found = classic_within(crop, fmt, 3000)
-        assert found is not None and len(found.data) <= 3000 and found.image.size == (128, 128)
-        if found.quality < 100:
+        assert found.fits and len(found.data) <= 3000 and found.image.size == (128, 128)
+        if found.quality < high:
             assert len(encode_classic(crop, fmt, found.quality + 1)) > 3000
+
+
+def test_evaluation_counts_a_classic_codec_only_where_it_fits(astronaut: Image.Image) -> None:
+    from facecomp.evaluate import _classic_at
+
+    crop = astronaut.resize((128, 128))
+    out = _classic_at([crop, crop], [40, 3000])
+    for fmt in CLASSIC_FORMATS:
+        assert out[fmt]["failed"] == 1 and out[fmt]["fitted"] == 1 and out[fmt]["bytes"] <= 3000

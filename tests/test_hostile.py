@@ -89,7 +89,7 @@ def test_compare_survives_the_corpus_and_serves_the_next_upload(use_weights: Pat
     assert {n for n, o in seen.items() if o == "error"} == {c[0] for c in CORPUS} - READABLE
     assert seen["no_face.png"] == "no face" and seen["exif_rotated.jpg"] == "result"
     assert outcome(upload(at, "compare", "astronaut.png", astronaut_png())) == "result"
-    assert len(at.image) == 7
+    assert len(at.image) == 9  # the photo, Original, AE, VAE and five classic codecs
 
 
 def test_explorer_survives_the_corpus_and_a_foreign_fcz(use_weights: Path, foreign_fcz: bytes) -> None:

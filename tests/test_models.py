@@ -147,7 +147,7 @@ def test_evaluation_json_has_one_record_per_model_and_size(tiny_weights: Path) -
     assert {"model", "latent", "psnr", "ssim", "mse", "noisy", "bytes", "classic", "codec", "hist"} <= set(record)
     for stats in (record["psnr"], record["ssim"], record["mse"], record["noisy"]["psnr"]):
         assert set(stats) == {"mean", "median", "std"}
-    assert set(record["classic"]) == {"JPEG", "WEBP", "AVIF"}
+    assert set(record["classic"]) == {"JPEG", "WEBP", "AVIF", "HEIF", "JXL"}
     assert record["classic"]["JPEG"]["failed"] + record["classic"]["JPEG"]["fitted"] == 2
     assert result["rate_distortion"]["fcz"] and result["rate_distortion"]["classic"]
 
@@ -191,3 +191,14 @@ def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
     for part in (merged["records"], merged["budgets"], merged["rate_distortion"]["fcz"]):
         assert [(r["model"], r["psnr"]) for r in part] == [("ae", 1), ("vae", 3)]
     assert merged["rate_distortion"]["classic"] == [{"format": "JPEG"}]  # not re-measured
+
+
+def test_load_models_loads_every_kind_with_its_card(tiny_weights: Path) -> None:
+    from facecomp.model import MODEL_KINDS
+    from facecomp.weights import load_models
+
+    models, cards = load_models(tiny_weights)
+    assert tuple(models) == tuple(cards) == MODEL_KINDS
+    assert all(models[k].cfg.kind == k and cards[k]["sha256"] == models[k].weights_sha256 for k in MODEL_KINDS)
+    only_vae, _ = load_models(tiny_weights, ["vae"])
+    assert list(only_vae) == ["vae"]

@@ -1,0 +1,91 @@
+"""The classic codecs FaceComp is measured against: JPEG, WebP, AVIF, HEIC and JPEG XL,
+each at the highest quality whose file fits a byte budget.
+
+HEIC comes from pillow-heif and JPEG XL from pillow-jxl-plugin; importing this module
+registers both with Pillow, so load_image reads their files too.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pillow_heif
+import pillow_jxl  # noqa: F401  (registers the "JXL" format with Pillow)
+from PIL import Image
+
+from .faces import load_image
+
+pillow_heif.register_heif_opener()
+
+CLASSIC_FORMATS = ("JPEG", "WEBP", "AVIF", "HEIF", "JXL")  # Pillow's format names
+CLASSIC_NAMES = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF", "HEIF": "HEIC", "JXL": "JPEG XL"}
+CLASSIC_EXT = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif", "HEIF": "heic", "JXL": "jxl"}
+# Lossy quality range of each format: JPEG XL's quality 100 needs lossless=True (another mode).
+QUALITY_RANGE = {"JXL": (0, 99)}
+# Qualities above the binary search's boundary still tried. File size is not strictly
+# monotone in quality: on the astronaut's crop JPEG XL's file shrank by up to 10% from one
+# quality to the next (at 6-7, 11, 19, ...); WebP and AVIF by under 3%.
+LOOKAHEAD = {"JXL": 4}
+
+
+def classic_name(fmt: str) -> str:
+    """The label a person reads ("HEIC", "JPEG XL") for a Pillow format name."""
+    return CLASSIC_NAMES.get(fmt, fmt)
+
+
+def quality_range(fmt: str) -> tuple[int, int]:
+    return QUALITY_RANGE.get(fmt, (0, 100))
+
+
+@dataclass(frozen=True)
+class ClassicResult:
+    fmt: str
+    quality: int
+    data: bytes
+    image: Image.Image
+    max_bytes: int
+    fits: bool  # False: even the lowest quality is over max_bytes, and this is that smallest file
+
+    @property
+    def name(self) -> str:
+        return classic_name(self.fmt)
+
+    @property
+    def over_budget(self) -> float:
+        """File size as a multiple of the budget (above 1 when it does not fit)."""
+        return len(self.data) / self.max_bytes if self.max_bytes > 0 else float("inf")
+
+
+def encode_classic(image: Image.Image, fmt: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    options = {"optimize": True} if fmt == "JPEG" else {}
+    image.save(buf, format=fmt, quality=quality, **options)
+    return buf.getvalue()
+
+
+def classic_within(image: Image.Image, fmt: str, max_bytes: int) -> ClassicResult:
+    """The highest quality of `fmt` whose file fits max_bytes.
+
+    When even the lowest quality does not fit (common at our sizes), its file comes back
+    anyway with fits=False, so a caller can say how many bytes it would need.
+    """
+    low, high = quality_range(fmt)
+    lowest = encode_classic(image, fmt, low)
+    if len(lowest) > max_bytes:
+        return ClassicResult(fmt, low, lowest, load_image(lowest), max_bytes, fits=False)
+    best = (low, lowest)
+    lo, hi = low + 1, high
+    while lo <= hi:  # file size (nearly) grows with quality: binary search
+        mid = (lo + hi) // 2
+        data = encode_classic(image, fmt, mid)
+        if len(data) <= max_bytes:
+            best, lo = (mid, data), mid + 1
+        else:
+            hi = mid - 1
+    for quality in range(best[0] + 2, min(best[0] + 1 + LOOKAHEAD.get(fmt, 0), high) + 1):
+        data = encode_classic(image, fmt, quality)  # best[0] + 1 is known not to fit
+        if len(data) <= max_bytes:
+            best = (quality, data)
+    quality, data = best
+    return ClassicResult(fmt, quality, data, load_image(data), max_bytes, fits=True)
