@@ -11,15 +11,15 @@ key = ui.weights_key()
 
 st.title("FaceComp")
 st.markdown(
-    "FaceComp squeezes a 128×128 colour face into **well under a hundred bytes**: a neural encoder turns it "
-    "into a short "
-    "list of numbers, which are quantised and entropy-coded into a real file.  \n"
+    "FaceComp squeezes a 128×128 colour face into **32 bytes to 2 KB**: a neural encoder turns it into a short "
+    "list of numbers (the smallest files), and a detail layer on top codes what those miss, both quantised "
+    "and entropy-coded into a real file.  \n"
     "It compares a plain **autoencoder (AE)** with a **variational autoencoder (VAE)** on the same network, "
     "and both against **JPEG, WebP, AVIF, HEIC and JPEG XL** squeezed into the same number of bytes.  \n"
     "The VAE's smooth latent space also lets you **morph and edit faces** by moving sliders."
 )
 
-LATENT = 128
+BUDGET = 128  # bytes a face: the budget picks latent size, quantiser and detail layer
 BLURBS = {
     "Compare": "your photo against JPEG, WebP, AVIF, HEIC and JPEG XL",
     "Latent explorer": "named sliders, morphs, AE vs VAE random faces",
@@ -27,11 +27,11 @@ BLURBS = {
     "How it works": "the ideas, for a talk",
 }
 example = next(iter(demo.BUILTIN_PHOTOS))
-st.subheader(f"Live example: {example}, latent size {LATENT}")
+st.subheader(f"Live example: {example}, at most {BUDGET} bytes a face")
 *face_cols, links = st.columns([1, 1, 1, 1], gap="medium")
 crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=False)
 if crop_png is not None:
-    results = ui.compare(crop_png, LATENT, key, classic=())
+    results = ui.compare(crop_png, BUDGET, key, classic=())
     for col, res in zip(face_cols, results, strict=True):
         with col:
             ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")

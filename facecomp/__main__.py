@@ -65,6 +65,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_detail(args: argparse.Namespace) -> int:
+    from .train_detail import DetailTrainConfig, train_detail
+
+    cfg = DetailTrainConfig(
+        data=args.data,
+        out=args.out,
+        bases=tuple("" if b == "standalone" else b for b in args.bases),
+        weights=args.weights,
+        minutes=args.minutes,
+        batch=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        resume=args.resume,
+        lower_lambdas=tuple(args.lower_lambdas),
+        seed=args.seed,
+    )
+    for path in train_detail(cfg):
+        print(path)
+    return 0
+
+
+def cmd_export_detail(args: argparse.Namespace) -> int:
+    from .weights import export_detail
+
+    for checkpoint in args.checkpoints:
+        card = export_detail(checkpoint, args.weights)
+        print(f"{card['weights_file']}: SHA-256 {card['sha256'][:12]}...")
+    return 0
+
+
 def cmd_prepare_labels(args: argparse.Namespace) -> int:
     from .attributes import prepare_labels
 
@@ -133,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .evaluate import evaluate, load_eval_images, merge_into, print_table
+    from .evaluate import evaluate, load_eval_images, merge_into, print_budget_table, print_table
     from .weights import WeightsError, load_models
 
     try:
@@ -152,6 +182,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print_table(result)
+    print_budget_table(result)
     print(f"wrote {args.json}")
     return 0
 
@@ -170,17 +201,22 @@ def _as_crop(path: Path) -> Image.Image:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .codec import compress
+    from .codec import compress, compress_within
     from .faces import ImageLoadError
     from .visual import to_tensor
-    from .weights import WeightsError, load_model
+    from .weights import WeightsError, load_models
 
+    kinds = [args.model] if args.model else (MODEL_KINDS if args.max_bytes else ["ae"])
     try:
-        model, _ = load_model(args.model, args.weights)
+        models, _ = load_models(args.weights, kinds)
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.latent not in model.cfg.ladder:
+    model = models[kinds[0]]
+    if args.max_bytes is not None and args.max_bytes < 1:
+        print("error: --max-bytes must be positive", file=sys.stderr)
+        return 2
+    if args.max_bytes is None and args.latent not in model.cfg.ladder:
         print(f"error: --latent must be one of {', '.join(map(str, model.cfg.ladder))}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
@@ -192,10 +228,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
             print(f"error: {path}: {err}", file=sys.stderr)
             status = 2
             continue
-        result = compress(model, to_tensor(crop), args.latent)
+        if args.max_bytes is None:
+            result = compress(model, to_tensor(crop), args.latent)
+        else:
+            result = compress_within(models, to_tensor(crop), args.max_bytes)
         target = args.out / f"{path.stem}.fcz"
         target.write_bytes(result.data)
-        print(f"{target}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp")
+        made = f"{result.kind.upper()} {result.label}"
+        print(f"{target}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp ({made})")
+        if args.max_bytes is not None and len(result.data) > args.max_bytes:
+            print(f"warning: {path}: no file fits {args.max_bytes} bytes; wrote the smallest", file=sys.stderr)
+            status = 2
     return status
 
 
@@ -272,6 +315,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("train-detail", help="train detail layers on the frozen base models (facecomp.detail)")
+    p.add_argument("--data", type=Path, default=Path("data/cache"))
+    p.add_argument("--out", type=Path, default=Path("runs/detail"))
+    p.add_argument("--bases", nargs="+", default=[*MODEL_KINDS, "standalone"], choices=[*MODEL_KINDS, "standalone"])
+    p.add_argument("--weights", type=Path, help="base weights folder (default: the shipped weights)")
+    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget; the schedule follows it")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup-steps", type=int, default=300)
+    p.add_argument("--resume", type=Path, help="folder of detail-<base>.safetensors checkpoints to start from")
+    p.add_argument(
+        "--lower-lambdas", type=float, nargs="*", default=[], help="with --resume: add and train gains for these"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_detail)
+
+    p = sub.add_parser("export-detail", help="ship trained detail layers into the weights folder")
+    p.add_argument("checkpoints", type=Path, nargs="+")
+    p.add_argument("--weights", type=Path, help="weights folder (default: the shipped weights)")
+    p.set_defaults(func=cmd_export_detail)
+
     p = sub.add_parser("fit-latents", help="refit the codec/explorer statistics stored in a weights file")
     p.add_argument("weights_file", type=Path)
     p.add_argument("--data", type=Path, required=True, help="folder written by `prepare`")
@@ -324,8 +388,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("compress", help="compress photos or crops to .fcz files")
     p.add_argument("inputs", nargs="+", type=Path)
-    p.add_argument("--model", choices=MODEL_KINDS, default="ae")
-    p.add_argument("--latent", type=int, default=256)
+    p.add_argument("--model", choices=MODEL_KINDS, help="default: ae, or with --max-bytes the best of both")
+    p.add_argument("--latent", type=int, default=256, help="global code size (ignored with --max-bytes)")
+    p.add_argument(
+        "--max-bytes", type=int, help="the best model, latent size, quantiser and detail layer whose file fits"
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--weights", type=Path, default=None)
     p.set_defaults(func=cmd_compress)

@@ -143,8 +143,11 @@ def training_throughput(kind: str = "vae", batch: int = 64, steps: int = 6) -> d
     return {"batch": batch, "step": stats, "images_per_second": round(1000 * batch / stats["median_ms"], 1)}
 
 
+COMPARE_BUDGETS = (64, 128, 256, 512, 1024, 2048)
+
+
 def app_reruns(weights_dir: Path | None, moves: int) -> dict:
-    """Server time of a Compare rerun (latent size changed) and an explorer slider move, via AppTest.
+    """Server time of a Compare rerun (byte budget changed) and an explorer slider move, via AppTest.
 
     AppTest reruns the whole page script; a browser reruns only the slider's fragment, so
     the slider number is an upper bound of what one user waits for on the server.
@@ -158,7 +161,7 @@ def app_reruns(weights_dir: Path | None, moves: int) -> dict:
     at.switch_page("pages/1_Compare.py").run()
     compare_times = []
     for i in range(moves):
-        widget = at.select_slider(key="compare_latent").set_value(LATENT_LADDER[i % len(LATENT_LADDER)])
+        widget = at.select_slider(key="compare_budget").set_value(COMPARE_BUDGETS[i % len(COMPARE_BUDGETS)])
         start = time.perf_counter()
         widget.run()
         compare_times.append((time.perf_counter() - start) * 1000)

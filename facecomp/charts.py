@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import plotly.graph_objects as go
 
 from .attributes import MIN_BALANCED_ACCURACY
 from .classic import CLASSIC_FORMATS, CLASSIC_NAMES
-from .evaluate import best_within_budgets
 from .model import MODEL_KINDS
 from .weights import default_weights_dir
 
@@ -62,78 +62,219 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, log_x: bool = False) -> 
     return fig
 
 
-def rate_distortion(records: list[dict], metric: str = "psnr", sweeps: dict | None = None) -> go.Figure:
-    """PSNR or SSIM against real bytes per face: AE and VAE per latent size (quality of the real
-    .fcz files), classic codecs at the highest quality that fits the same budget, and, from
-    `sweeps` (the evaluation's "rate_distortion"), each classic codec over its quality range."""
-    label = "PSNR (dB)" if metric == "psnr" else "SSIM"
-    fig = go.Figure()
-    for model in MODEL_KINDS:
-        rows = _records(records, model)
-        if not rows:
-            continue
+BUDGET_PANELS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("identity", "identity kept (%)"))
+TABLE_BUDGETS = (64, 128, 256, 512, 1024, 2048)  # rows of the budget table on the page
+
+
+def _codec_name(codec: str) -> str:
+    return codec.upper() if codec in MODEL_KINDS else CLASSIC_NAMES.get(codec, codec)
+
+
+def _codec_colour(codec: str) -> str:
+    return MODEL_COLOURS.get(codec) or CLASSIC_COLOURS.get(codec, "#555")
+
+
+def _value(row: dict, metric: str) -> float | None:
+    """PSNR, SSIM or identity kept (%) of one evaluation row; None where it was not measured."""
+    if metric != "identity":
+        return row.get(metric)
+    identity = row.get("identity")
+    return None if not identity or identity.get("kept") is None else 100 * identity["kept"]
+
+
+def _budget_codecs(table: list[dict]) -> list[str]:
+    """The budget table's codecs, AE and VAE first, then the classic ones in their usual order."""
+    present = {r["codec"] for r in table}
+    known = [*MODEL_KINDS, *CLASSIC_FORMATS]
+    return [c for c in known if c in present] + sorted(present - set(known))
+
+
+def _half_fit(row: dict) -> bool:
+    return 2 * row.get("fitted", 0) >= row.get("faces", 1)
+
+
+def budget_curves(evaluation: dict) -> go.Figure:
+    """PSNR, SSIM and identity kept against bytes, side by side, one line per codec.
+
+    Thick lines: every file held to a byte budget (x = the budget; the evaluation's
+    "budget_table"), hollow markers where fewer than half the faces fit. Thin dotted lines,
+    in the same colours and toggled with them from the legend: each codec at its own quality
+    settings (x = mean bytes): the AE's and VAE's detail layer, the classic quality sweeps.
+    """
+    from plotly.subplots import make_subplots
+
+    table = evaluation.get("budget_table") or []
+    sweeps = evaluation.get("rate_distortion") or {}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[label for _, label in BUDGET_PANELS], horizontal_spacing=0.07)
+    xs: list[float] = [32.0]
+    for codec in _budget_codecs(table):
+        name, colour = _codec_name(codec), _codec_colour(codec)
+        model = codec in MODEL_KINDS
+        rows = sorted((r for r in table if r["codec"] == codec), key=lambda r: r["max_bytes"])
+        curve = [
+            p for p in (sweeps.get("detail" if model else "classic") or []) if p.get("model", p.get("format")) == codec
+        ]
+        curve.sort(key=lambda p: p["bytes"])
+        xs += [r["max_bytes"] for r in rows] + [p["bytes"] for p in curve]
+        shape = "circle" if model else "diamond"
+        # The legend entry: a filled marker whatever the first budget's marker is.
         fig.add_trace(
             go.Scatter(
-                x=[r["bytes"]["real"] for r in rows],
-                y=[_coded(r, metric) for r in rows],
-                customdata=[[r["latent"], r["bytes"].get("estimated", float("nan"))] for r in rows],
+                x=[None],
+                y=[None],
                 mode="lines+markers",
-                name=model.upper(),
-                line={"color": MODEL_COLOURS[model], "width": 3},
-                marker={"size": 10},
-                hovertemplate=(
-                    f"<b>{model.upper()}</b> latent %{{customdata[0]}}<br>%{{x:.0f}} bytes "
-                    f"(estimate %{{customdata[1]:.0f}})<br>{label} %{{y:.3f}}<extra></extra>"
-                ),
-            )
+                name=name,
+                legendgroup=codec,
+                line={"color": colour, "width": 3 if model else 2},
+                marker={"size": 10 if model else 9, "symbol": shape, "color": colour},
+            ),
+            row=1,
+            col=1,
         )
-    for fmt, colour in CLASSIC_COLOURS.items():
-        points = []
-        for r in records:
-            c = r.get("classic", {}).get(fmt)
-            if c and c.get(metric) is not None and c.get("bytes") is not None:
-                points.append((c["bytes"], c[metric], c.get("failed", 0), r["model"].upper(), r["latent"]))
-        if not points:
-            continue
-        points.sort()
-        fig.add_trace(
-            go.Scatter(
-                x=[p[0] for p in points],
-                y=[p[1] for p in points],
-                customdata=[[p[2], p[3], p[4]] for p in points],
-                mode="markers",
-                name=CLASSIC_NAMES[fmt],
-                marker={"color": colour, "size": 11, "symbol": "diamond"},
-                hovertemplate=(
-                    f"<b>{CLASSIC_NAMES[fmt]}</b> at the %{{customdata[1]}} latent-%{{customdata[2]}} budget"
-                    f"<br>%{{x:.0f}} bytes<br>{label} %{{y:.3f}}<br>%{{customdata[0]}} faces could not fit"
-                    "<extra></extra>"
-                ),
-            )
-        )
-    for fmt, colour in CLASSIC_COLOURS.items():
-        points = sorted(
-            (p["bytes"], p[metric], p["quality"])
-            for p in (sweeps or {}).get("classic", [])
-            if p.get("format") == fmt and p.get(metric) is not None
-        )
-        if points:
+        for col, (metric, label) in enumerate(BUDGET_PANELS, start=1):
             fig.add_trace(
                 go.Scatter(
-                    x=[p[0] for p in points],
-                    y=[p[1] for p in points],
-                    customdata=[p[2] for p in points],
+                    x=[r["max_bytes"] for r in rows],
+                    y=[_value(r, metric) for r in rows],
+                    customdata=[[r.get("fitted", 0), r.get("faces", 0), r.get("bytes") or float("nan")] for r in rows],
                     mode="lines+markers",
-                    name=f"{CLASSIC_NAMES[fmt]}, quality 0–90",
-                    line={"color": colour, "dash": "dot"},
-                    marker={"size": 6},
+                    name=name,
+                    legendgroup=codec,
+                    showlegend=False,
+                    line={"color": colour, "width": 3 if model else 2},
+                    marker={
+                        "size": 10 if model else 9,
+                        "symbol": [shape if _half_fit(r) else f"{shape}-open" for r in rows],
+                        "line": {"color": colour, "width": 2},
+                    },
                     hovertemplate=(
-                        f"<b>{CLASSIC_NAMES[fmt]}</b> quality %{{customdata}}<br>%{{x:.0f}} bytes"
-                        f"<br>{label} %{{y:.3f}}<extra></extra>"
+                        f"<b>{name}</b>, every file ≤ %{{x}} bytes<br>{label} %{{y:.3f}}<br>"
+                        "%{customdata[0]} of %{customdata[1]} faces fit, mean %{customdata[2]:.0f} bytes"
+                        "<extra></extra>"
                     ),
-                )
+                ),
+                row=1,
+                col=col,
             )
-    return _layout(fig, f"{label} against real bytes per face", "bytes per 128×128 face (log)", label, log_x=True)
+            points = [p for p in curve if _value(p, metric) is not None]
+            if points:
+                what = "detail layer quality" if model else "quality"
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p["bytes"] for p in points],
+                        y=[_value(p, metric) for p in points],
+                        customdata=[p["quality"] for p in points],
+                        mode="lines",
+                        name=f"{name} by {what}",
+                        legendgroup=codec,
+                        showlegend=False,
+                        line={"color": colour, "width": 1.5, "dash": "dot"},
+                        hovertemplate=(
+                            f"<b>{name}</b> {what} %{{customdata}}<br>mean %{{x:.0f}} bytes<br>"
+                            f"{label} %{{y:.3f}}<extra></extra>"
+                        ),
+                    ),
+                    row=1,
+                    col=col,
+                )
+    # 32 bytes to just past the largest budget: the classic sweeps' best qualities run off the right.
+    right = min(max(xs), 2 * max([r["max_bytes"] for r in table] or [2048]))
+    ticks = [2**i for i in range(5, 16) if 2**i <= 1.1 * right]
+    fig.update_xaxes(
+        type="log",
+        range=[math.log10(28), math.log10(1.15 * right)],
+        tickvals=ticks,
+        ticktext=[f"{t // 1024}k" if t >= 1024 else str(t) for t in ticks],
+        tickangle=0,
+        tickfont={"size": 13},
+        title_text="bytes per face (log)",
+    )
+    fig.update_yaxes(range=[0, 105], row=1, col=3)
+    fig.update_layout(
+        template="plotly_white",
+        font=FONT,
+        hovermode="closest",
+        height=520,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0.5, "xanchor": "center"},
+        margin={"t": 50, "b": 120, "l": 50, "r": 20},
+    )
+    fig.update_annotations(font={"size": FONT["size"] + 1})  # the panel titles
+    return fig
+
+
+def smallest_classic_note(evaluation: dict) -> str:
+    """The classic codecs whose files never fit the smallest budgets, with the median size of a file, as text."""
+    table = evaluation.get("budget_table") or []
+    notes = []
+    for codec in _budget_codecs(table):
+        rows = sorted((r for r in table if r["codec"] == codec), key=lambda r: r["max_bytes"])
+        if rows and not rows[0].get("fitted") and rows[0].get("smallest_file"):
+            notes.append(f"{_codec_name(codec)} {rows[0]['smallest_file']:.0f}")
+    return ", ".join(notes)
+
+
+def _cell(row: dict | None) -> str:
+    """ "PSNR · identity kept · fitted/faces" of one codec at one budget (PSNR in dB, without the unit)."""
+    if row is None:
+        return "not measured"
+    fits = f"{row.get('fitted', 0)}/{row.get('faces', 0)}"
+    if not row.get("fitted") or row.get("psnr") is None:
+        return f"none fit · {fits}"
+    kept = _value(row, "identity")
+    return f"{row['psnr']:.2f} · {'n/a' if kept is None else f'{kept:.0f}%'} · {fits}"
+
+
+def budget_table(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> list[dict]:
+    """Rows = byte budgets, columns = codecs, cells "PSNR (dB) · identity kept % · fitted/faces"."""
+    table = evaluation.get("budget_table") or []
+    codecs = _budget_codecs(table)
+    rows = []
+    for max_bytes in budgets:
+        found = {r["codec"]: r for r in table if r["max_bytes"] == max_bytes}
+        if found:
+            rows.append({"bytes at most": f"{max_bytes:,}"} | {_codec_name(c): _cell(found.get(c)) for c in codecs})
+    return rows
+
+
+def budget_winners(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> dict[int, str]:
+    """Per budget, the codec (display name) with the best PSNR among those that fit at least half the faces."""
+    winners = {}
+    for max_bytes in budgets:
+        rows = [
+            r
+            for r in evaluation.get("budget_table") or []
+            if r["max_bytes"] == max_bytes and r.get("psnr") is not None and _half_fit(r)
+        ]
+        if rows:
+            winners[max_bytes] = _codec_name(max(rows, key=lambda r: r["psnr"])["codec"])
+    return winners
+
+
+def budget_styler(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> object:
+    """The budget table as a pandas Styler: each budget's best PSNR (among codecs that fit at least
+    half the faces) highlighted, cells where fewer than half fit greyed."""
+    import pandas as pd
+
+    rows = budget_table(evaluation, budgets)
+    frame = pd.DataFrame(rows).set_index("bytes at most") if rows else pd.DataFrame()
+    winners = {f"{b:,}": name for b, name in budget_winners(evaluation, budgets).items()}
+    under = {
+        (f"{r['max_bytes']:,}", _codec_name(r["codec"]))
+        for r in evaluation.get("budget_table") or []
+        if not _half_fit(r)
+    }
+
+    def style(column: pd.Series) -> list[str]:
+        return [
+            "background-color: #d9f2d0; font-weight: bold"
+            if winners.get(index) == column.name
+            else "color: #999"
+            if (index, column.name) in under
+            else ""
+            for index in column.index
+        ]
+
+    return frame.style.apply(style)
 
 
 def quality_vs_latent(records: list[dict], metric: str = "psnr") -> go.Figure:
@@ -301,8 +442,10 @@ def noise_robustness(records: list[dict]) -> go.Figure:
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
-    """One flat row per record for a table (columns for the classic codecs the evaluation measured)."""
+    """One flat row per record for a table (columns for the classic codecs the evaluation measured,
+    and identity kept by the .fcz file when the evaluation measured it)."""
     formats = [f for f in CLASSIC_FORMATS if any(f in r.get("classic", {}) for r in records)]
+    with_identity = any(r.get("codec", {}).get("identity") for r in records)
     rows = []
     for r in sorted(records, key=lambda r: (r["model"], r["latent"])):
         row = {
@@ -313,6 +456,9 @@ def summary_rows(records: list[dict]) -> list[dict]:
             ".fcz PSNR dB": round(_coded(r, "psnr"), 2),
             "SSIM": round(r["ssim"]["mean"], 3),
         }
+        if with_identity:
+            kept = _value(r.get("codec", {}), "identity")
+            row[".fcz identity kept"] = None if kept is None else f"{kept:.0f}%"
         for fmt in formats:
             name = CLASSIC_NAMES[fmt]
             c = r.get("classic", {}).get(fmt)
@@ -320,22 +466,6 @@ def summary_rows(records: list[dict]) -> list[dict]:
             row[f"{name} failed"] = None if not c else c.get("failed")
         rows.append(row)
     return rows
-
-
-def budget_rows(evaluation: dict) -> list[dict]:
-    """The best model and latent size when every .fcz file must fit a byte budget."""
-    return [
-        {
-            "every file at most": f"{max_bytes} bytes",
-            "model": best["model"].upper(),
-            "latent size": best["latent"],
-            "mean bytes": round(best["bytes"], 1),
-            "largest file": best["largest_file"],
-            "PSNR dB": round(best["psnr"], 2),
-            "SSIM": round(best["ssim"], 3),
-        }
-        for max_bytes, best in best_within_budgets(evaluation).items()
-    ]
 
 
 def smallest_classic_files(evaluation: dict) -> str:

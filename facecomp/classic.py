@@ -1,8 +1,8 @@
 """The classic codecs FaceComp is measured against: JPEG, WebP, AVIF, HEIC and JPEG XL,
 each at the highest quality whose file fits a byte budget.
 
-HEIC comes from pillow-heif and JPEG XL from pillow-jxl-plugin; importing this module
-registers both with Pillow, so load_image reads their files too.
+HEIC comes from pillow-heif and JPEG XL from pillow-jxl-plugin, registered with Pillow
+by facecomp.faces (which opens every image).
 """
 
 from __future__ import annotations
@@ -10,13 +10,9 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import pillow_heif
-import pillow_jxl  # noqa: F401  (registers the "JXL" format with Pillow)
 from PIL import Image
 
 from .faces import load_image
-
-pillow_heif.register_heif_opener()
 
 CLASSIC_FORMATS = ("JPEG", "WEBP", "AVIF", "HEIF", "JXL")  # Pillow's format names
 CLASSIC_NAMES = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF", "HEIF": "HEIC", "JXL": "JPEG XL"}

@@ -1,12 +1,19 @@
-"""The .fcz bitstream: a quantised latent, entropy-coded with constriction's ANS coder.
+"""The .fcz bitstream: a quantised global code and, optionally, a detail layer, entropy-coded
+with constriction's ANS coder.
 
-Layout (8 bytes of overhead):
+Layout (8 bytes of overhead for a base-only file, 11 with a detail layer):
   0-1  magic b"FZ"
   2    format version (high 4 bits) | model kind (1 bit) | latent size as a ladder index (3 bits)
   3-4  first two bytes of the SHA-256 of the weights that made the file
-  5    quantiser index q: step of dimension i is QSTEPS[q] / sqrt(gain_i)
-  6..  ANS payload, little-endian 32-bit words, zero high bytes of the last one dropped
+  5    quantiser index q (low 6 bits): step of dimension i is QSTEPS[q] / sqrt(gain_i);
+       bit 7 set: a detail layer follows (facecomp.detail)
+  6    [detail] its quality, 0 to DetailConfig.qualities - 1
+  7-8  [detail] first two bytes of the SHA-256 of the detail weights
+  ...  ANS payload, little-endian 32-bit words, zero high bytes of the last one dropped:
+       the base symbols, then the detail layer's z, then its y grouped by scale index
   -2   CRC-16 (CCITT) of everything before it
+
+Version 1 files (base only, the same layout without bit 7) still decode.
 
 Quantisation: dimension i is coded as round((z_i - mean_i) / step_i), its entropy
 model a Gaussian of std std_i / step_i discretised to integers. mean, std and the
@@ -35,11 +42,15 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
+from . import detail as detail_layer
 from .model import MODEL_KINDS, FaceAE
 
 MAGIC = b"FZ"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER_BYTES = 6
+DETAIL_HEADER_BYTES = 3
+DETAIL_FLAG = 0x80
 CRC_BYTES = 2
 MAX_FILE_BYTES = 64 * 1024
 # Pixel-RMS error each dimension's quantisation adds (uniform noise: step^2 / 12),
@@ -61,10 +72,30 @@ class Compressed:
     latent: int
     q: int
     estimated_bits: float  # information content under the entropy model, header and CRC included
+    detail: int | None = None  # the detail layer's quality, None for a base-only file
 
     @property
     def bits_per_pixel(self) -> float:
         return 8 * len(self.data) / (128 * 128)
+
+    @property
+    def label(self) -> str:
+        """How the file was made, in words: 'latent 128' or 'latent 128 + detail 12'."""
+        return f"latent {self.latent}" + ("" if self.detail is None else f" + detail {self.detail}")
+
+
+@dataclass(frozen=True)
+class Header:
+    kind: str
+    ladder_index: int
+    tag: bytes
+    q: int
+    detail: int | None
+    detail_tag: bytes
+
+    @property
+    def size(self) -> int:
+        return HEADER_BYTES + (0 if self.detail is None else DETAIL_HEADER_BYTES)
 
 
 def weights_tag(model: FaceAE) -> bytes:
@@ -78,7 +109,8 @@ def _steps(model: FaceAE, latent: int, q: int) -> np.ndarray:
     return QSTEPS[q] * np.sqrt(12.0) / np.sqrt(np.maximum(gain, 1e-12))
 
 
-def _entropy_model(model: FaceAE, latent: int, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def base_quantiser(model: FaceAE, latent: int, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std in steps, step) of each of the first `latent` code dimensions at quantiser q."""
     steps = _steps(model, latent, q)
     mean = model.latent_mean[:latent].double().cpu().numpy()
     std = np.maximum(model.latent_std[:latent].double().cpu().numpy() / steps, MIN_STD)
@@ -90,24 +122,149 @@ def _information_bits(symbols: np.ndarray, std: np.ndarray) -> float:
     return float(-np.log2(np.maximum(prob, 2.0**-24)).sum())
 
 
-def _encode(model: FaceAE, code: np.ndarray, q: int) -> Compressed:
-    """Quantise a code with quantiser q and write the whole file."""
-    latent = len(code)
-    mean, std, steps = _entropy_model(model, latent, q)
-    symbols = np.clip(np.round((code - mean) / steps), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32)
-    coder = constriction.stream.stack.AnsCoder()
-    family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
-    coder.encode_reverse(symbols, family, np.zeros_like(std), std)
+def _quantise(model: FaceAE, code: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    mean, std, steps = base_quantiser(model, len(code), q)
+    return np.clip(np.round((code - mean) / steps), -SYMBOL_BOUND, SYMBOL_BOUND).astype(np.int32), std
+
+
+def _dequantise(model: FaceAE, symbols: np.ndarray, q: int) -> np.ndarray:
+    """The full code (max_latent,): the prefix dequantised, the rest zero as in FaceAE.decode."""
+    mean, _, steps = base_quantiser(model, len(symbols), q)
+    code = np.zeros(model.cfg.max_latent)
+    code[: len(symbols)] = mean + symbols * steps
+    return code
+
+
+_GAUSSIAN = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
+
+
+def _detail_groups(index: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(scale index, flat positions) in decoding order: each group is one table's symbols."""
+    flat = index.ravel()
+    return [(int(k), np.flatnonzero(flat == k)) for k in np.unique(flat)]
+
+
+def _table_model(codec: detail_layer.DetailCodec, k: int):
+    return constriction.stream.model.Categorical(codec.table(k), perfect=False)
+
+
+def _push_detail(coder, codec: detail_layer.DetailCodec, symbols: np.ndarray, index: np.ndarray) -> float:
+    """Push symbols (any shape) coded with the tables of `index` (same shape); returns their bits."""
+    bits, flat = 0.0, symbols.ravel()
+    for k, positions in reversed(_detail_groups(index)):  # a stack: last pushed, first read
+        half = int(codec.half[k])
+        table = codec.table(k)
+        coder.encode_reverse((flat[positions] + half).astype(np.int32), _table_model(codec, k))
+        bits -= float(np.log2(np.maximum(table[flat[positions] + half] / table.sum(), 2.0**-24)).sum())
+    return bits
+
+
+def _pop_detail(coder, codec: detail_layer.DetailCodec, index: np.ndarray) -> np.ndarray:
+    flat = np.zeros(index.size, dtype=np.int64)
+    for k, positions in _detail_groups(index):
+        flat[positions] = coder.decode(_table_model(codec, k), len(positions)).astype(np.int64) - int(codec.half[k])
+    return flat.reshape(index.shape)
+
+
+def _base_picture(model: FaceAE, symbols: np.ndarray, q: int) -> torch.Tensor:
+    """The (1, 3, 128, 128) float32 picture the base layer decodes to, as the decoder sees it."""
+    code = torch.from_numpy(_dequantise(model, symbols, q)).unsqueeze(0)
+    with torch.no_grad():
+        return _exact_decoder(model)(code).clamp(0, 1).float()
+
+
+def _write(model: FaceAE, coder, latent: int, q: int, bits: float, detail: int | None) -> Compressed:
     payload = coder.get_compressed().astype("<u4").tobytes()
     # The last word is the top of the ANS state; its high bytes are often zero. Dropping up
     # to 3 of them saves ~1.4 bytes a file; the decoder pads back to whole words.
     payload = payload[: len(payload) - min(3, len(payload) - len(payload.rstrip(b"\0")))]
     ladder = model.cfg.ladder
     header = MAGIC + bytes([VERSION << 4 | MODEL_KINDS.index(model.cfg.kind) << 3 | ladder.index(latent)])
-    header += weights_tag(model) + bytes([q])
+    header += weights_tag(model) + bytes([q | (0 if detail is None else DETAIL_FLAG)])
+    if detail is not None:
+        header += bytes([detail]) + model.detail.tag
     body = header + payload
-    bits = _information_bits(symbols, std) + 8 * (HEADER_BYTES + CRC_BYTES)
-    return Compressed(body + struct.pack(">H", binascii.crc_hqx(body, 0)), model.cfg.kind, latent, q, bits)
+    bits += 8 * (len(header) + CRC_BYTES)
+    return Compressed(body + struct.pack(">H", binascii.crc_hqx(body, 0)), model.cfg.kind, latent, q, bits, detail)
+
+
+def _encode(model: FaceAE, code: np.ndarray, q: int) -> Compressed:
+    """Quantise a code with quantiser q and write a base-only file."""
+    symbols, std = _quantise(model, code, q)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(symbols, _GAUSSIAN, np.zeros_like(std), std)
+    return _write(model, coder, len(code), q, _information_bits(symbols, std), None)
+
+
+@dataclass(frozen=True)
+class _DetailInput:
+    """What every quality of one image's detail file shares: the base layer and the analysis."""
+
+    base_symbols: np.ndarray
+    base_std: np.ndarray
+    features: torch.Tensor
+
+
+def _prepare_detail(model: FaceAE, image: torch.Tensor, code: np.ndarray | None = None) -> _DetailInput:
+    codec = model.detail
+    if codec is None:
+        raise ValueError(f"the {model.cfg.kind.upper()} weights have no detail layer")
+    cfg = codec.layer.cfg
+    code = encode_latent(model, image) if code is None else code
+    symbols, std = _quantise(model, code[: cfg.base_latent], cfg.base_q)
+    return _DetailInput(symbols, std, detail_layer.features(codec, image, _base_picture(model, symbols, cfg.base_q)))
+
+
+def _detail_file(model: FaceAE, prepared: _DetailInput, quality: int) -> Compressed:
+    codec = model.detail
+    cfg = codec.layer.cfg
+    if not 0 <= quality < cfg.qualities:
+        raise ValueError(f"detail quality must be in 0..{cfg.qualities - 1}")
+    z_symbols, y_symbols, y_index = detail_layer.analyse(codec, prepared.features, prepared.base_symbols, quality)
+    coder = constriction.stream.stack.AnsCoder()
+    bits = _push_detail(coder, codec, y_symbols, y_index)
+    bits += _push_detail(coder, codec, z_symbols, np.broadcast_to(codec.hyper.z_index, z_symbols.shape))
+    std = prepared.base_std
+    coder.encode_reverse(prepared.base_symbols, _GAUSSIAN, np.zeros_like(std), std)
+    bits += _information_bits(prepared.base_symbols, std)
+    return _write(model, coder, cfg.base_latent, cfg.base_q, bits, quality)
+
+
+def compress_detail(model: FaceAE, image: torch.Tensor, quality: int) -> Compressed:
+    """Compress one crop as the detail layer's base plus its detail at `quality`."""
+    return _detail_file(model, _prepare_detail(model, image), quality)
+
+
+def _finest_detail_within(model: FaceAE, image: torch.Tensor, code: np.ndarray, max_bytes: int) -> Compressed | None:
+    """The highest detail quality whose file fits (sizes grow with quality: binary search)."""
+    prepared = _prepare_detail(model, image, code)
+    lo, hi, best = 0, model.detail.layer.cfg.qualities - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        result = _detail_file(model, prepared, mid)
+        if len(result.data) <= max_bytes:
+            best, lo = result, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def compress_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> Compressed:
+    """The best file of at most `max_bytes` for one crop: every model given, every latent size
+    with its finest fitting quantiser, and the highest fitting detail quality are tried, and
+    the one that decodes closest to the image (PSNR) wins. If nothing fits, the smallest file.
+    """
+    candidates = []
+    for model in models.values():
+        code = encode_latent(model, image)
+        candidates += [compress_code(model, code[:latent], max_bytes=max_bytes) for latent in model.cfg.ladder]
+        if model.detail is not None:
+            candidates.append(_finest_detail_within(model, image, code, max_bytes))
+    fitting = [c for c in candidates if c is not None and len(c.data) <= max_bytes]
+    if not fitting:
+        return min((c for c in candidates if c is not None), key=lambda c: len(c.data))
+    scores = [-float(((decompress(c.data, models) - image) ** 2).mean()) for c in fitting]
+    return fitting[int(np.argmax(scores))]
 
 
 @torch.inference_mode()
@@ -119,10 +276,10 @@ def encode_latent(model: FaceAE, image: torch.Tensor) -> np.ndarray:
 def compress(
     model: FaceAE, image: torch.Tensor, latent: int, q: int | None = None, max_bytes: int | None = None
 ) -> Compressed:
-    """Compress one crop to .fcz bytes at latent size `latent`.
+    """Compress one crop to a base-only .fcz at latent size `latent`.
 
     With `max_bytes`, the finest quantiser whose file fits is chosen (the coarsest if
-    none does); otherwise `q` (default DEFAULT_Q).
+    none does); otherwise `q` (default DEFAULT_Q). `compress_within` chooses the layer too.
     """
     if latent not in model.cfg.ladder:
         raise ValueError(f"latent size {latent} is not one of {model.cfg.ladder}")
@@ -141,8 +298,8 @@ def compress_code(model: FaceAE, code: np.ndarray, q: int | None = None, max_byt
     return result
 
 
-def parse_header(data: bytes) -> tuple[str, int, bytes, int]:
-    """Validate a file's framing; returns (kind, ladder index, weights tag, q)."""
+def parse_header(data: bytes) -> Header:
+    """Validate a file's framing and read its header."""
     if not data:
         raise CodecError("empty file")
     if len(data) > MAX_FILE_BYTES:
@@ -152,51 +309,100 @@ def parse_header(data: bytes) -> tuple[str, int, bytes, int]:
     if data[:2] != MAGIC:
         raise CodecError("not a FaceComp .fcz file (wrong magic bytes)")
     version, kind_bit, ladder_index = data[2] >> 4, (data[2] >> 3) & 1, data[2] & 7
-    if version != VERSION:
-        raise CodecError(f"unsupported format version {version} (this FaceComp reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise CodecError(
+            f"unsupported format version {version} (this FaceComp reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); a newer FaceComp wrote it"
+        )
     (crc,) = struct.unpack(">H", data[-2:])
     if binascii.crc_hqx(data[:-2], 0) != crc:
         raise CodecError("checksum mismatch: the file is corrupted or truncated")
-    return MODEL_KINDS[kind_bit], ladder_index, data[3:5], data[5]
+    q, has_detail = data[5] & ~DETAIL_FLAG, bool(data[5] & DETAIL_FLAG)
+    if q >= len(QSTEPS):
+        raise CodecError(f"invalid quantiser index {q}")
+    if not has_detail:
+        return Header(MODEL_KINDS[kind_bit], ladder_index, data[3:5], q, None, b"")
+    if len(data) < HEADER_BYTES + DETAIL_HEADER_BYTES + CRC_BYTES:
+        raise CodecError(f"truncated file: {len(data)} bytes is shorter than the detail header")
+    return Header(MODEL_KINDS[kind_bit], ladder_index, data[3:5], q, data[6], data[7:9])
 
 
-@torch.inference_mode()
-def decode_code(data: bytes, models: dict[str, FaceAE]) -> tuple[str, np.ndarray]:
-    """The model kind and the full code (max_latent,) a .fcz file holds (its prefix dequantised, the rest 0)."""
-    kind, ladder_index, tag, q = parse_header(data)
+def _checked_model(header: Header, models: dict[str, FaceAE]) -> FaceAE:
+    kind = header.kind
     if kind not in models:
         raise CodecError(f"file was made by the {kind.upper()} model, which is not loaded")
     model = models[kind]
-    if ladder_index >= len(model.cfg.ladder):
-        raise CodecError(f"invalid latent size index {ladder_index}")
-    if tag != weights_tag(model):
+    if header.ladder_index >= len(model.cfg.ladder):
+        raise CodecError(f"invalid latent size index {header.ladder_index}")
+    if header.tag != weights_tag(model):
         raise CodecError(
-            f"file was made by other weights (hash {tag.hex()}); the loaded {kind.upper()} weights are "
+            f"file was made by other weights (hash {header.tag.hex()}); the loaded {kind.upper()} weights are "
             f"{weights_tag(model).hex()}"
         )
-    latent = model.cfg.ladder[ladder_index]
-    mean, std, steps = _entropy_model(model, latent, q)
-    payload = data[HEADER_BYTES:-CRC_BYTES]
+    if header.detail is None:
+        return model
+    codec = getattr(model, "detail", None)
+    if codec is None:
+        raise CodecError(f"file has a detail layer, and the loaded {kind.upper()} weights have none")
+    if header.detail_tag != codec.tag:
+        raise CodecError(
+            f"file's detail layer was made by other weights (hash {header.detail_tag.hex()}); "
+            f"the loaded ones are {codec.tag.hex()}"
+        )
+    cfg = codec.layer.cfg
+    if header.detail >= cfg.qualities:
+        raise CodecError(f"invalid detail quality {header.detail}")
+    if model.cfg.ladder[header.ladder_index] != cfg.base_latent or header.q != cfg.base_q:
+        raise CodecError("file's base layer does not match its detail layer")
+    return model
+
+
+def _decode(data: bytes, models: dict[str, FaceAE]) -> tuple[FaceAE, Header, np.ndarray, torch.Tensor | None]:
+    """(model, header, base symbols, detail picture or None) of a checked file."""
+    header = parse_header(data)
+    model = _checked_model(header, models)
+    latent = model.cfg.ladder[header.ladder_index]
+    _, std, _ = base_quantiser(model, latent, header.q)
+    payload = data[header.size : -CRC_BYTES]
     payload += b"\0" * (-len(payload) % 4)
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    family = constriction.stream.model.QuantizedGaussian(-SYMBOL_BOUND, SYMBOL_BOUND)
+    picture = None
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        symbols = coder.decode(family, np.zeros_like(std), std)
+        symbols = coder.decode(_GAUSSIAN, np.zeros_like(std), std)
+        if header.detail is not None:
+            codec = model.detail
+            z_symbols = _pop_detail(
+                coder, codec, np.broadcast_to(codec.hyper.z_index, (len(codec.hyper.z_index), 2, 2))
+            )
+            mu, y_index = codec.hyper(z_symbols, symbols, header.detail)
+            y_symbols = _pop_detail(coder, codec, y_index)
+            picture = detail_layer.synthesise(
+                codec, y_symbols, mu, _base_picture(model, symbols, header.q), header.detail
+            )
     except (ValueError, RuntimeError, AssertionError) as err:
         raise CodecError(f"corrupted payload: {err}") from err
     if not coder.is_empty():
         raise CodecError("corrupted payload: data left over after the latent")
-    code = np.zeros(model.cfg.max_latent)  # the dimensions past the prefix are zero, as in FaceAE.decode
-    code[:latent] = mean + symbols * steps
-    return kind, code
+    return model, header, symbols, picture
+
+
+def decode_code(data: bytes, models: dict[str, FaceAE]) -> tuple[str, np.ndarray]:
+    """The model kind and the full code (max_latent,) a .fcz file holds (its prefix dequantised, the rest 0).
+
+    For a file with a detail layer this is its base layer's code.
+    """
+    model, header, symbols, _ = _decode(data, models)
+    return header.kind, _dequantise(model, symbols, header.q)
 
 
 @torch.no_grad()
 def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
     """Decode .fcz bytes to a (3, 128, 128) image clamped to [0, 1]."""
-    kind, code = decode_code(data, models)
-    return _exact_decoder(models[kind])(torch.from_numpy(code).unsqueeze(0)).squeeze(0).clamp(0, 1).float()
+    model, header, symbols, picture = _decode(data, models)
+    if picture is not None:
+        return picture
+    return _base_picture(model, symbols, header.q)[0]
 
 
 _float64_decoders: weakref.WeakKeyDictionary[FaceAE, torch.nn.Module] = weakref.WeakKeyDictionary()

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from . import codec, metrics
+from . import codec, identity, metrics
 from .classic import CLASSIC_EXT, CLASSIC_FORMATS, classic_name, classic_within
 from .faces import CROP_SIZE, FaceBox, centre_crop, crop_face, detect_faces, load_image
 from .model import MODEL_KINDS, FaceAE
@@ -70,18 +71,35 @@ class Result:
     """One picture in the comparison row and what it cost."""
 
     name: str
-    image: Image.Image | None  # None: the codec could not fit the budget
+    image: Image.Image | None
     n_bytes: int | None = None
     psnr: float | None = None
     ssim: float | None = None
     data: bytes | None = None  # the encoded file (.fcz, .jpg, ...)
     file_name: str | None = None
     note: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # over_budget, needed_bytes, estimated_bytes
+    identity: float | None = None  # dlib descriptor distance to the original; None: not measured
 
     @property
     def bpp(self) -> float | None:
         return None if self.n_bytes is None else 8 * self.n_bytes / PIXELS
+
+    @property
+    def over_budget(self) -> bool:
+        """The file is larger than the budget: even the smallest one this codec can make."""
+        return bool(self.extra.get("over_budget"))
+
+    @property
+    def same_person(self) -> bool | None:
+        return None if self.identity is None else self.identity < identity.SAME_PERSON
+
+    @property
+    def identity_text(self) -> str:
+        """'same person (0.41)', 'another person? (0.67)', or '' when not measured."""
+        if self.identity is None:
+            return ""
+        return f"{'same person' if self.same_person else 'another person?'} ({self.identity:.2f})"
 
 
 def _scored(name: str, crop_t: torch.Tensor, image: Image.Image, data: bytes, file_name: str, note: str) -> Result:
@@ -98,43 +116,79 @@ def _scored(name: str, crop_t: torch.Tensor, image: Image.Image, data: bytes, fi
     )
 
 
+def over_budget_note(n_bytes: int, max_bytes: int) -> str:
+    ratio = n_bytes / max_bytes
+    return f"needs {n_bytes:,} bytes, {ratio:.{1 if ratio >= 1.1 else 2}f}× the budget"
+
+
+def _mark_over(res: Result, max_bytes: int) -> Result:
+    """Flag a file that does not fit: its picture and numbers stay, the note says what it needs."""
+    if res.n_bytes is not None and res.n_bytes > max_bytes:
+        res.extra.update(over_budget=True, needed_bytes=res.n_bytes)
+        res.note = over_budget_note(res.n_bytes, max_bytes)
+    return res
+
+
+def measure_identity(results: Sequence[Result]) -> None:
+    """Set the identity of each result after the first (the original): the dlib descriptor
+    distance of its picture to the original's. One descriptors call for all (~0.1 s a picture); without dlib or its
+    model files every identity stays None."""
+    shown = [r for r in results if r.image is not None]
+    if len(shown) < 2:
+        return
+    try:
+        found = identity.descriptors([r.image for r in shown], workers=1)
+    except ImportError:
+        return
+    for res, dist in zip(
+        shown[1:], identity.distances(found[1:], np.broadcast_to(found[0], found[1:].shape)), strict=True
+    ):
+        res.identity = float(dist)
+
+
 def compare(
     crop: Image.Image,
-    latent: int,
     models: Mapping[str, FaceAE],
+    max_bytes: int,
     classic: Sequence[str] = CLASSIC_FORMATS,
-    budget: int | None = None,
+    latent: int | None = None,
     stem: str = "face",
+    measure: bool = True,
 ) -> list[Result]:
-    """The crop, then AE and VAE through the real codec, then each classic codec at the
-    highest quality that fits `budget` bytes (default: the larger of the AE and VAE files,
-    which favours the classic codecs slightly)."""
+    """The crop, then AE and VAE through the real codec, then each classic codec, every file
+    at most `max_bytes` bytes.
+
+    AE and VAE: with `latent` None the budget picks the latent size, quantiser and detail
+    layer (codec.compress_within); otherwise the finest quantiser at that latent size that
+    fits. Classic codecs run at the highest quality that fits. A codec that cannot fit shows
+    its smallest file, flagged extra["over_budget"] with a note of the bytes it needs.
+    measure: also the identity distance of every picture to the original (dlib, slow).
+    """
     crop = crop.convert("RGB").resize((CROP_SIZE, CROP_SIZE)) if crop.size != (CROP_SIZE, CROP_SIZE) else crop
     crop_t = to_tensor(crop)
     lossless = png_bytes(crop)
     results = [Result("Original", crop, len(lossless), data=lossless, file_name=f"{stem}.png", note="lossless PNG")]
-    learned = []
     with torch.inference_mode():
         for kind in MODEL_KINDS:
             if kind not in models:
                 continue
-            packed = codec.compress(models[kind], crop_t, latent)
+            if latent is None:
+                packed = codec.compress_within({kind: models[kind]}, crop_t, max_bytes)
+            else:
+                packed = codec.compress(models[kind], crop_t, latent, max_bytes=max_bytes)
             image = to_pil(codec.decompress(packed.data, dict(models)))
-            res = _scored(kind.upper(), crop_t, image, packed.data, f"{stem}_{kind}{latent}.fcz", f"latent {latent}")
+            label = packed.label
+            file_name = f"{stem}_{kind}_{label.replace('latent ', '').replace(' + detail ', 'd')}.fcz"
+            res = _scored(kind.upper(), crop_t, image, packed.data, file_name, label)
             res.extra["estimated_bytes"] = packed.estimated_bits / 8
-            results.append(res)
-            learned.append(len(packed.data))
-    if budget is None:
-        budget = max(learned) if learned else len(lossless)
+            results.append(_mark_over(res, max_bytes))
     for fmt in classic:
-        name = classic_name(fmt)
-        found = classic_within(crop, fmt, budget)
-        if not found.fits:
-            note = f"needs {len(found.data):,} bytes, {found.over_budget:.1f}× the {budget:,}-byte budget"
-            results.append(Result(name, None, note=note, extra={"needed_bytes": len(found.data)}))
-        else:
-            file_name = f"{stem}_q{found.quality}.{CLASSIC_EXT.get(fmt, fmt.lower())}"
-            results.append(_scored(name, crop_t, found.image, found.data, file_name, f"quality {found.quality}"))
+        found = classic_within(crop, fmt, max_bytes)
+        file_name = f"{stem}_q{found.quality}.{CLASSIC_EXT.get(fmt, fmt.lower())}"
+        res = _scored(classic_name(fmt), crop_t, found.image, found.data, file_name, f"quality {found.quality}")
+        results.append(_mark_over(res, max_bytes))
+    if measure:
+        measure_identity(results)
     return results
 
 

@@ -8,6 +8,12 @@ Writes one JSON file that the app's benchmark page plots:
   rate_distortion   .fcz at several quantisers and classic codecs at several qualities
   budgets           every face's .fcz file held to a byte budget (the finest quantiser that
                     fits it), per model and latent size
+  budget_table      every face held to each budget from 32 bytes to 2 KB: per model the best
+                    file that fits (codec.compress_within: latent size, quantiser, detail
+                    layer), per classic codec the highest quality that fits
+Identity (facecomp.identity): dlib's descriptor distance of each decoded face to its original,
+summarised as mean, median and the share kept as the same person (< 0.6), for the .fcz rows
+of `records`, the detail and classic rate-distortion rows and the budget table.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ import torch
 from tqdm import tqdm
 
 from .classic import CLASSIC_FORMATS, classic_name, classic_within, encode_classic
-from .codec import DEFAULT_Q, compress_code, decompress
+from .codec import DEFAULT_Q, compress_code, compress_detail, compress_within, decompress
 from .faces import load_image
 from .metrics import histogram, mse, psnr, ssim, summary
-from .model import FaceAE
+from .model import MODEL_KINDS, FaceAE
 from .visual import to_pil, to_tensor
 
 NOISE_SIGMA = 0.1
@@ -30,6 +36,41 @@ RD_QUANTISERS = (0, 4, 8, 12, 16, 24, 32)
 RD_LATENTS = (64, 128, 256, 512)
 CLASSIC_QUALITIES = (0, 5, 10, 20, 30, 50, 70, 90)
 BYTE_BUDGETS = (64, 128, 256)
+TABLE_BUDGETS = (32, 64, 128, 256, 512, 1024, 2048)
+DETAIL_QUALITY_STEP = 4  # rate-distortion points every this many detail qualities
+IDENTITY_BATCH = 1024  # pictures per process pool of dlib descriptors
+
+
+class IdentityQueue:
+    """Decoded faces waiting for dlib descriptors, computed in large batches at the end
+    (each batch starts one process pool; dlib's models load once per worker)."""
+
+    def __init__(self, originals: torch.Tensor) -> None:
+        self.originals = originals
+        self.jobs: list[tuple[dict, list[int], torch.Tensor]] = []
+
+    def add(self, row: dict, faces: list[int], pictures: torch.Tensor) -> None:
+        """`row["identity"]` will summarise pictures[i] against originals[faces[i]]."""
+        self.jobs.append((row, list(faces), (pictures.clamp(0, 1) * 255).round().to(torch.uint8)))
+
+    def run(self) -> None:
+        from . import identity
+
+        reference = identity.descriptors(self.originals)
+        pictures = torch.cat([p for _, _, p in self.jobs]) if self.jobs else torch.zeros(0, 3, 128, 128)
+        found = np.concatenate(
+            [
+                identity.descriptors(pictures[i : i + IDENTITY_BATCH].float() / 255)
+                for i in range(0, len(pictures), IDENTITY_BATCH)
+            ]
+            or [np.zeros((0, 128))]
+        )
+        start = 0
+        for row, faces, batch in self.jobs:
+            dist = identity.distances(found[start : start + len(batch)], reference[faces])
+            row["identity"] = identity.summary(dist) if len(dist) else None
+            start += len(batch)
+        self.jobs = []
 
 
 def _metrics(recon: torch.Tensor, clean: torch.Tensor) -> dict[str, list[float]]:
@@ -88,7 +129,70 @@ def _fcz(
         real.append(len(result.data))
         estimated.append(result.estimated_bits / 8)
         decoded.append(decompress(result.data, models))
-    return {"real": real, "estimated": estimated, "metrics": _metrics(torch.stack(decoded), images)}
+    decoded = torch.stack(decoded)
+    return {"real": real, "estimated": estimated, "metrics": _metrics(decoded, images), "decoded": decoded}
+
+
+def _budget_rows(models: dict[str, FaceAE], subset: torch.Tensor, crops: list, queue: IdentityQueue) -> list[dict]:
+    """Every face held to each budget: each model's best fitting file, each classic codec's."""
+    rows = []
+    for max_bytes in tqdm(TABLE_BUDGETS, desc="budget table", unit="budget"):
+        for kind, model in models.items():
+            files = [compress_within({kind: model}, x, max_bytes) for x in subset]
+            decoded = torch.stack([decompress(f.data, models) for f in files])
+            fits = [i for i, f in enumerate(files) if len(f.data) <= max_bytes]
+            row = _budget_row(
+                kind, max_bytes, len(subset), [len(files[i].data) for i in fits], decoded[fits], subset[fits]
+            )
+            row["detail_files"] = sum(files[i].detail is not None for i in fits)
+            row["latents"] = sorted({files[i].latent for i in fits})
+            queue.add(row, fits, decoded[fits])
+            rows.append(row)
+        for fmt in CLASSIC_FORMATS:
+            found = [classic_within(crop, fmt, max_bytes) for crop in crops]
+            fits = [i for i, f in enumerate(found) if f.fits]
+            decoded = torch.stack([to_tensor(found[i].image) for i in fits]) if fits else torch.zeros(0, 3, 128, 128)
+            row = _budget_row(fmt, max_bytes, len(subset), [len(found[i].data) for i in fits], decoded, subset[fits])
+            row["smallest_file"] = float(np.median([len(f.data) for f in found if not f.fits] or [0]))
+            queue.add(row, fits, decoded)
+            rows.append(row)
+    return rows
+
+
+def _budget_row(
+    codec: str, max_bytes: int, faces: int, sizes: list[int], decoded: torch.Tensor, clean: torch.Tensor
+) -> dict:
+    scores = _metrics(decoded, clean)
+    return {
+        "codec": codec,
+        "max_bytes": max_bytes,
+        "faces": faces,
+        "fitted": len(sizes),
+        "bytes": float(np.mean(sizes)) if sizes else None,
+        "psnr": float(np.mean(scores["psnr"])) if sizes else None,
+        "ssim": float(np.mean(scores["ssim"])) if sizes else None,
+    }
+
+
+def _detail_curve(model: FaceAE, subset: torch.Tensor, queue: IdentityQueue) -> list[dict]:
+    """The detail layer's rate-distortion points: every face at each DETAIL_QUALITY_STEP-th quality."""
+    rows = []
+    qualities = range(0, model.detail.layer.cfg.qualities, DETAIL_QUALITY_STEP)
+    for quality in tqdm(qualities, desc=f"{model.cfg.kind} detail layer", unit="quality"):
+        files = [compress_detail(model, x, quality) for x in subset]
+        decoded = torch.stack([decompress(f.data, {model.cfg.kind: model}) for f in files])
+        scores = _metrics(decoded, subset)
+        row = {
+            "model": model.cfg.kind,
+            "quality": quality,
+            "bytes": float(np.mean([len(f.data) for f in files])),
+            "estimated_bytes": float(np.mean([f.estimated_bits / 8 for f in files])),
+            "psnr": float(np.mean(scores["psnr"])),
+            "ssim": float(np.mean(scores["ssim"])),
+        }
+        queue.add(row, list(range(len(subset))), decoded)
+        rows.append(row)
+    return rows
 
 
 def evaluate(
@@ -103,7 +207,9 @@ def evaluate(
     crops = [to_pil(x) for x in subset]
     records = []
     rd_fcz = []
+    rd_detail = []
     budgets = []
+    queue = IdentityQueue(subset)
     for kind, model in models.items():
         codes, noisy_codes = _codes(model, images), _codes(model, noisy)
         for latent in tqdm(model.cfg.ladder, desc=f"evaluating {kind}", unit="size"):
@@ -111,6 +217,12 @@ def evaluate(
             under_noise = _metrics(_decode(model, noisy_codes[:, :latent]), images)
             fcz = _fcz(model, codes[pick], subset, latent, DEFAULT_Q)
             unquantised = [psnr(r, c) for r, c in zip(_decode(model, codes[pick, :latent]), subset)]
+            fcz_row = _stats(fcz["metrics"]) | {
+                "quantiser": DEFAULT_Q,
+                "faces": len(subset),
+                "unquantised_psnr": float(np.mean(unquantised)),
+            }
+            queue.add(fcz_row, list(range(len(subset))), fcz["decoded"])  # fills fcz_row["identity"] at the end
             records.append(
                 {
                     "model": kind,
@@ -119,8 +231,7 @@ def evaluate(
                     "noisy": _stats(under_noise),
                     "hist": {name: histogram(v) for name, v in clean.items()},
                     "bytes": {"real": float(np.mean(fcz["real"])), "estimated": float(np.mean(fcz["estimated"]))},
-                    "codec": _stats(fcz["metrics"])
-                    | {"quantiser": DEFAULT_Q, "faces": len(subset), "unquantised_psnr": float(np.mean(unquantised))},
+                    "codec": fcz_row,
                     "classic": _classic_at(crops, fcz["real"]),
                 }
             )
@@ -153,33 +264,39 @@ def evaluate(
                         "ssim": float(np.mean(fcz["metrics"]["ssim"])),
                     }
                 )
+        if model.detail is not None:
+            rd_detail += _detail_curve(model, subset, queue)
+    budget_table = _budget_rows(models, subset, crops, queue)
     rd_classic = []
     for fmt in CLASSIC_FORMATS if classic_sweep else ():
         for quality in CLASSIC_QUALITIES:
-            sizes, psnrs, ssims = [], [], []
+            sizes, psnrs, ssims, pictures = [], [], [], []
             for crop, clean in zip(crops, subset):
                 data = encode_classic(crop, fmt, quality)
                 decoded = to_tensor(load_image(data))
                 sizes.append(len(data))
                 psnrs.append(psnr(decoded, clean))
                 ssims.append(ssim(decoded, clean))
-            rd_classic.append(
-                {
-                    "format": fmt,
-                    "quality": quality,
-                    "bytes": float(np.mean(sizes)),
-                    "median_bytes": float(np.median(sizes)),
-                    "psnr": float(np.mean(psnrs)),
-                    "ssim": float(np.mean(ssims)),
-                }
-            )
+                pictures.append(decoded)
+            row = {
+                "format": fmt,
+                "quality": quality,
+                "bytes": float(np.mean(sizes)),
+                "median_bytes": float(np.median(sizes)),
+                "psnr": float(np.mean(psnrs)),
+                "ssim": float(np.mean(ssims)),
+            }
+            queue.add(row, list(range(len(subset))), torch.stack(pictures))
+            rd_classic.append(row)
+    queue.run()
     return {
         "faces": len(images),
         "codec_faces": len(subset),
         "noise_sigma": NOISE_SIGMA,
         "records": records,
-        "rate_distortion": {"fcz": rd_fcz, "classic": rd_classic},
+        "rate_distortion": {"fcz": rd_fcz, "detail": rd_detail, "classic": rd_classic},
         "budgets": budgets,
+        "budget_table": budget_table,
     }
 
 
@@ -226,6 +343,24 @@ def print_table(result: dict) -> None:
         )
 
 
+def print_budget_table(result: dict) -> None:
+    """PSNR (dB) / identity kept (%) / faces that fit, per codec and budget."""
+    rows = result.get("budget_table", [])
+    codecs = list(dict.fromkeys(r["codec"] for r in rows))
+    print(f"{'budget':>7} " + " ".join(f"{(c.upper() if c in MODEL_KINDS else classic_name(c)):>17}" for c in codecs))
+    for max_bytes in sorted({r["max_bytes"] for r in rows}):
+        cells = []
+        for c in codecs:
+            row = next(r for r in rows if r["codec"] == c and r["max_bytes"] == max_bytes)
+            if not row["fitted"]:
+                cells.append(f"{'--':>17}")
+                continue
+            kept = row["identity"]["kept"] * 100 if row.get("identity") else float("nan")
+            cells.append(f"{row['psnr']:5.2f} {kept:4.0f}% {row['fitted']:>3}/{row['faces']:<3}")
+        print(f"{max_bytes:>7} " + " ".join(cells))
+    print("cells: mean PSNR and identity kept over the faces whose file fits / faces")
+
+
 def best_within_budgets(result: dict) -> dict[int, dict]:
     """For each byte budget, the model and latent size with the best PSNR when every file fits."""
     best: dict[int, dict] = {}
@@ -246,6 +381,11 @@ def merge_into(old: dict, new: dict, kinds: list[str]) -> dict:
     merged["budgets"] = keep(old.get("budgets", [])) + new["budgets"]
     merged["rate_distortion"] = {
         "fcz": keep(old["rate_distortion"]["fcz"]) + new["rate_distortion"]["fcz"],
+        "detail": keep(old["rate_distortion"].get("detail", [])) + new["rate_distortion"]["detail"],
         "classic": old["rate_distortion"]["classic"],
     }
+    # The budget table's classic rows are measured again with the model's: keep only other models' rows.
+    measured = {r["codec"] for r in new["budget_table"]}
+    kept = [r for r in old.get("budget_table", []) if r["codec"] not in measured]
+    merged["budget_table"] = kept + new["budget_table"]
     return merged

@@ -18,7 +18,12 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
+import pillow_heif
+import pillow_jxl  # noqa: F401  (registers the "JXL" format with Pillow)
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Phones upload HEIC and some cameras JPEG XL: Pillow opens both once registered.
+pillow_heif.register_heif_opener()
 
 CROP_SIZE = 128
 # Crop side as a multiple of the Haar box width, and how far below the box centre

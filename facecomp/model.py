@@ -140,6 +140,7 @@ class FaceAE(nn.Module):
         self.register_buffer("direction_offset", torch.zeros(d))
         self.register_buffer("direction_accuracy", torch.zeros(d))
         self.register_buffer("direction_std", torch.ones(d))
+        self.detail = None  # a facecomp.detail.DetailCodec, attached by weights.load_model when shipped
 
     def _encoder_outputs(self) -> int:
         return self.cfg.max_latent

@@ -6,11 +6,12 @@ computations it caches live in demo, explore, visual and charts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from . import demo, explore
 from .classic import CLASSIC_FORMATS
@@ -18,10 +19,10 @@ from .faces import ImageLoadError, load_image
 from .latent_space import load_latent_space_report
 from .model import MODEL_KINDS, FaceAE
 from .visual import draw_boxes, enlarge, error_map, png_bytes, upscale
-from .weights import WeightsError, default_weights_dir, load_models, weights_path
+from .weights import WeightsError, default_weights_dir, detail_path, load_models, weights_path
 
 ICON = "🗜️"
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "avif", "heic", "heif", "jxl", "gif", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in photo", "Upload", "Camera")
 RANDOM = "Random face"
 
@@ -50,10 +51,14 @@ def inference_threads() -> None:
         torch.set_num_threads(INFERENCE_THREADS)
 
 
-def page_setup(title: str) -> None:
-    """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app")."""
+def page_setup(title: str, sidebar: str = "auto") -> None:
+    """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app").
+
+    sidebar "collapsed": the menu starts folded away (its arrow opens it), for pages whose
+    pictures need the full width of a 1280-pixel projector.
+    """
     inference_threads()
-    st.set_page_config(page_title=f"FaceComp · {title}", page_icon=ICON, layout="wide")
+    st.set_page_config(page_title=f"FaceComp · {title}", page_icon=ICON, layout="wide", initial_sidebar_state=sidebar)
     # Slimmer page margins: on a projector every pixel goes to the faces.
     st.html(f"<style>{_CSS}</style>")
     with st.sidebar:
@@ -67,17 +72,17 @@ def page_setup(title: str) -> None:
 
 @st.cache_resource(show_spinner="Loading the models…")
 def _load(key: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
-    return load_models(key.split("|", 1)[0])
+    return load_models(Path(key.split("|", 1)[0]))
 
 
 def weights_key() -> str:
     """Cache key for everything computed with the current weights: their folder (tests switch
-    folders) and the files' modification times (retrained weights replace the old ones)."""
+    folders) and the files' modification times (retrained weights or detail layers replace the old ones)."""
     folder = default_weights_dir()
     stamps = []
-    for kind in MODEL_KINDS:
+    for path in [p for kind in MODEL_KINDS for p in (weights_path(kind, folder), detail_path(kind, folder))]:
         try:
-            stamps.append(str(weights_path(kind, folder).stat().st_mtime_ns))
+            stamps.append(str(path.stat().st_mtime_ns))
         except OSError:
             stamps.append("missing")
     return "|".join([str(folder), *stamps])
@@ -106,11 +111,13 @@ def _crop(data: bytes, face: int | None) -> bytes:
     return png_bytes(demo.choose_crop(_photo(data), face))
 
 
-@st.cache_data(max_entries=64, show_spinner="Compressing…")
-def compare(crop_png: bytes, latent: int, key: str, classic: tuple[str, ...] = CLASSIC_FORMATS) -> list[demo.Result]:
-    """demo.compare on a crop given as PNG bytes."""
+@st.cache_data(max_entries=64, show_spinner="Compressing and measuring identity…")
+def compare(
+    crop_png: bytes, max_bytes: int, key: str, latent: int | None = None, classic: tuple[str, ...] = CLASSIC_FORMATS
+) -> list[demo.Result]:
+    """demo.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic)."""
     models, _ = _load(key)
-    return demo.compare(load_image(crop_png), latent, models, classic)
+    return demo.compare(load_image(crop_png), models, max_bytes, classic, latent=latent)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -180,37 +187,55 @@ class Source:
 
 
 def photo_source(
-    key: str, allow_random: bool = False, default: int = 0, seed: int = 7, allow_fcz: bool = False
+    key: str,
+    allow_random: bool = False,
+    default: int = 0,
+    seed: int = 7,
+    allow_fcz: bool = False,
+    where: tuple[DeltaGenerator, DeltaGenerator] | None = None,
 ) -> Source | None:
     """Radio over built-in / upload / camera (/ random); None until the user supplies a photo.
 
     allow_fcz: the upload also takes a .fcz file made on Compare (its code is used as it is).
+    where: two containers (e.g. columns) for the radio and the widget it chooses; default, one below the other.
     """
+    first, second = where or (st, st)
     options = list(SOURCES) + ([RANDOM] if allow_random else [])
-    choice = st.radio("Face from", options, index=default, horizontal=True, key=f"{key}_source")
+    choice = first.radio("Face from", options, index=default, horizontal=True, key=f"{key}_source")
     if choice == "Built-in photo":
-        name = st.selectbox("Built-in photo", list(demo.BUILTIN_PHOTOS), key=f"{key}_builtin")
+        name = second.selectbox("Built-in photo", list(demo.BUILTIN_PHOTOS), key=f"{key}_builtin")
         return Source(name, data=demo.builtin_photo_bytes(name))
     if choice == "Upload":
         # Rendered only when chosen: the camera likewise asks for permission only on demand.
-        label = "Photo (JPEG, PNG, WebP, GIF, …) or a .fcz file" if allow_fcz else "Photo (JPEG, PNG, WebP, GIF, …)"
+        label = (
+            "Photo (JPEG, PNG, HEIC, WebP, JPEG XL, …) or a .fcz file"
+            if allow_fcz
+            else "Photo (JPEG, PNG, HEIC, WebP, JPEG XL, …)"
+        )
         types = UPLOAD_TYPES + (["fcz"] if allow_fcz else [])
-        up = st.file_uploader(label, type=types, key=f"{key}_upload")
+        up = second.file_uploader(label, type=types, key=f"{key}_upload")
         if up is None:
             return None
         return Source(up.name, data=up.getvalue(), fcz=up.name.lower().endswith(".fcz"))
     if choice == "Camera":
-        shot = st.camera_input("Take a photo", key=f"{key}_camera")
+        shot = second.camera_input("Take a photo", key=f"{key}_camera")
         return None if shot is None else Source("camera", data=shot.getvalue())
-    seed = int(st.number_input("Seed", 0, 1_000_000, seed, key=f"{key}_seed"))
+    seed = int(second.number_input("Seed", 0, 1_000_000, seed, key=f"{key}_seed"))
     return Source(f"random face (VAE prior), seed {seed}", seed=seed)
 
 
-def pick_crop(data: bytes, key: str, show_photo: bool | None = True, photo_width: int = 900) -> bytes | None:
+def pick_crop(
+    data: bytes,
+    key: str,
+    show_photo: bool | None = True,
+    photo_width: int = 900,
+    photo_box: DeltaGenerator | None = None,
+) -> bytes | None:
     """Detect faces, let the user choose one, and return its 128x128 crop as PNG bytes.
 
     Unreadable or oversized files end in one st.error and None; no face offers a centred crop.
     show_photo None: show the photo with its boxes only when there is a choice to make.
+    photo_box: where the photo goes (e.g. an expander); default, below the face picker.
     """
     try:
         photo = _photo(data)
@@ -232,41 +257,46 @@ def pick_crop(data: bytes, key: str, show_photo: bool | None = True, photo_width
             return None
         face = None
     if show_photo or (show_photo is None and len(photo.boxes) != 1):
-        st.image(draw_boxes(photo.image, photo.boxes, face, photo_width), width="stretch")
+        (photo_box or st).image(draw_boxes(photo.image, photo.boxes, face, photo_width), width="stretch")
     return _crop(data, face)
 
 
+RAW_BYTES = 128 * 128 * 3
+
+
 def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) -> None:
-    """One column of the comparison: picture, then bytes, bpp, PSNR, SSIM, downloads."""
+    """One column of the comparison: picture, then bytes, bpp, PSNR, SSIM, identity, how the
+    file was made, and its downloads. Plain text, never st.metric: a narrow column must not
+    cut a number off. A file over the budget keeps its picture and numbers, marked in red."""
     st.markdown(f"### {res.name}")
-    if res.image is None:
-        st.image(upscale(Image.new("RGB", (128, 128), "#eeeeee")), width="stretch", output_format="PNG")
-        st.markdown(f"**{res.name} {res.note}**")
-        return
     shown = res.image
     if heatmap and res.name != "Original":
         shown = load_image(heat(original_png, png_bytes(res.image)))
     # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
     st.image(upscale(shown), width="stretch", output_format="PNG")
+    size = f"**{res.n_bytes:,} bytes**"
     if res.name == "Original":
-        st.markdown(f"**{res.n_bytes:,} bytes** · {res.bpp:.2f} bpp  \n{res.note}")
-    else:
-        st.markdown(
-            f"**{res.n_bytes:,} bytes** · {res.bpp:.3f} bpp  \nPSNR **{res.psnr:.2f} dB**  \n"
-            f"SSIM **{res.ssim:.3f}**  \n{res.note}"
-        )
-        left, right = st.columns(2)
-        if res.data is not None and res.file_name and res.file_name.endswith(".fcz"):
-            left.download_button(
-                ".fcz",
+        st.markdown(f"{size} PNG  \n{res.bpp:.2f} bpp  \nraw {RAW_BYTES:,} bytes")
+        return
+    lines = [f":red[{size}]" if res.over_budget else size, f"{res.bpp:.3f} bpp"]
+    lines += [f"PSNR **{res.psnr:.2f}** dB", f"SSIM **{res.ssim:.3f}**"]
+    if res.identity is not None:
+        lines.append(res.identity_text if res.same_person else f":orange[{res.identity_text}]")
+    lines.append(f":red[**{res.note}**]" if res.over_budget else res.note)
+    st.markdown("  \n".join(lines))
+    with st.popover("Files", icon=":material/download:"):
+        if res.data is not None and res.file_name:
+            suffix = res.file_name.rsplit(".", 1)[-1]
+            st.download_button(
+                f".{suffix}" if suffix == "fcz" else f"{suffix.upper()} file",
                 res.data,
                 res.file_name,
                 "application/octet-stream",
-                key=f"{key}_fcz",
+                key=f"{key}_file",
                 on_click="ignore",
                 icon=":material/download:",
             )
-        right.download_button(
+        st.download_button(
             "PNG",
             png_bytes(res.image),
             demo.png_name(res),

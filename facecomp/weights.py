@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .detail import DetailCodec, DetailConfig, coding_tensors, detail_codec
 from .model import MODEL_KINDS, FaceAE, ModelConfig, build_model
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -84,6 +85,41 @@ def read_model(path: Path, config: dict | None = None) -> FaceAE:
     return model.eval()
 
 
+def detail_path(kind: str, weights_dir: Path | None = None) -> Path:
+    return Path(weights_dir or default_weights_dir()) / f"detail-{kind}.safetensors"
+
+
+def export_detail(checkpoint: Path, weights_dir: Path | None = None) -> dict:
+    """Ship a trained detail layer: its weights in half precision (the decoder runs in float32;
+    the difference is < 0.01 dB), the coder's probability tables beside them, and a card."""
+    state, meta = tensors_from_file(checkpoint)
+    cfg = DetailConfig.from_dict(json.loads(meta["config"]))
+    path = detail_path(cfg.base_kind, weights_dir)
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in state.items()} | coding_tensors()
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"config": json.dumps(cfg.to_dict())}
+    )
+    training = json.loads(checkpoint.with_suffix(".json").read_text())
+    card = {"training": training, "config": cfg.to_dict(), "weights_file": path.name, "sha256": sha256_file(path)}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def load_detail(kind: str, weights_dir: Path | None = None) -> DetailCodec | None:
+    """The detail layer on top of the `kind` model, checked against its card; None if not shipped."""
+    path = detail_path(kind, weights_dir)
+    if not path.exists():
+        return None
+    card = json.loads(path.with_suffix(".json").read_text())
+    actual = sha256_file(path)
+    if actual != card["sha256"]:
+        raise WeightsError(f"detail weights {path} do not match their card (SHA-256 {actual[:12]}...)")
+    try:
+        return detail_codec(DetailConfig.from_dict(card["config"]), load_file(str(path)), actual)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise WeightsError(f"cannot load {path}: {err}") from err
+
+
 def load_card(kind: str, weights_dir: Path | None = None) -> dict:
     path = card_path(kind, weights_dir)
     if not path.exists():
@@ -108,6 +144,7 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
     model.weights_sha256 = actual  # .fcz files name the weights that made them
+    model.detail = load_detail(kind, weights_dir)  # the codec's layer for budgets above ~150 bytes
     return model, card
 
 

@@ -1,43 +1,73 @@
-"""Compare: one face through AE, VAE, JPEG, WebP, AVIF, HEIC and JPEG XL at the same number of bytes."""
+"""Compare: one face through AE, VAE, JPEG, WebP, AVIF, HEIC and JPEG XL, every file within one byte budget."""
 
 import streamlit as st
 
 from facecomp import ui
-from facecomp.classic import CLASSIC_FORMATS, classic_name
-from facecomp.model import LATENT_LADDER, MODEL_KINDS
+from facecomp.model import LATENT_LADDER
 
-ui.page_setup("Compare")
+BUDGETS = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+AUTOMATIC = "automatic"
+# Everything on the first screen of a 1280x720 projector: the menu starts folded away, the
+# pictures share one row, and their numbers are a little smaller than the body text.
+CARDS_CSS = """
+[data-testid="stMainBlockContainer"] {padding-top: 3.6rem;}
+.st-key-compare_source [role="radiogroup"] {gap: 0 0.9rem;}
+.st-key-compare_source [role="radiogroup"] p {font-size: 0.9rem;}
+.st-key-compare_cards [data-testid="stMarkdownContainer"] p {font-size: 0.8rem; line-height: 1.35;}
+.st-key-compare_cards h3 {font-size: 1.05rem; padding: 0 0 0.2rem 0;}
+.st-key-compare_cards [data-testid="stPopover"] button {min-height: 2rem; padding: 0.1rem 0.5rem;}
+"""
+
+
+def budget_label(n: int) -> str:
+    return f"{n:,} bytes" if n < 1024 else f"{n / 1024:g} KB"
+
+
+ui.page_setup("Compare", sidebar="collapsed")
+st.html(f"<style>{CARDS_CSS}</style>")
 models, cards = ui.models_or_stop()
 key = ui.weights_key()
 
-st.title("Compare")
-controls, photo_col, summary = st.columns([3, 3, 2], gap="large")
-with controls:
-    source = ui.photo_source("compare")
-    latent = st.select_slider(
-        "Latent size (numbers per face)", options=list(LATENT_LADDER), value=128, key="compare_latent"
+source_col, photo_col, budget_col, latent_col, toggle_col = st.columns([3.6, 2.4, 3.1, 1.5, 1.9], gap="small")
+source = ui.photo_source("compare", where=(source_col, photo_col))
+with budget_col:
+    budget = st.select_slider(
+        "Byte budget for every file",
+        options=BUDGETS,
+        value=256,
+        format_func=budget_label,
+        key="compare_budget",
+        help="Each codec makes its best file of at most this many bytes. The raw crop is 49,152 bytes.",
     )
+with latent_col:
+    latent = st.selectbox(
+        "Latent size",
+        (AUTOMATIC, *LATENT_LADDER),
+        key="compare_latent",
+        help="Automatic: the budget chooses the latent size, the quantiser and the detail layer of AE and VAE.",
+    )
+with toggle_col:
     heatmap = st.toggle("Error heat map", key="compare_heatmap", help="Bright = large error")
 if source is None:
     st.info("Choose a photo to start: upload one, take one with the camera, or pick a built-in photo.")
     st.stop()
-with photo_col:
-    crop_png = ui.pick_crop(source.data, "compare", photo_width=800)
+# In page order: the face picker (several faces) or warning (none), the pictures, then the
+# photo with its faces folded away, and the caption.
+picker, cards, below = st.container(), st.container(key="compare_cards"), st.container()
+with picker:
+    crop_png = ui.pick_crop(source.data, "compare", photo_width=800, photo_box=below.expander("Photo and faces found"))
 if crop_png is None:
     st.stop()
 
-results = ui.compare(crop_png, latent, key)
-budget = max(r.n_bytes for r in results if r.name in [kind.upper() for kind in MODEL_KINDS])
-with summary:
-    st.metric("Byte budget for every codec", f"{budget} bytes", help="The larger of the AE and VAE files")
-    st.metric("Raw crop (128×128×3)", f"{128 * 128 * 3:,} bytes")
-    names = [classic_name(fmt) for fmt in CLASSIC_FORMATS]
-    st.caption(
-        f"{source.label}. {', '.join(names[:-1])} and {names[-1]} run at the highest quality that fits the "
-        "budget; one that cannot fit even at its lowest quality says how many bytes it needs."
-    )
-PER_ROW = 4  # two rows of four: pictures large enough for the back of a room
-for start in range(0, len(results), PER_ROW):
-    for col, res in zip(st.columns(PER_ROW, gap="large"), results[start : start + PER_ROW]):
+results = ui.compare(crop_png, budget, key, latent=None if latent == AUTOMATIC else int(latent))
+with cards:
+    for col, res in zip(st.columns(len(results), gap="small"), results, strict=True):
         with col:
             ui.result_card(res, crop_png, heatmap, key=f"compare_{res.name}")
+how = "the budget picks latent size, quantiser and detail layer" if latent == AUTOMATIC else f"latent size {latent}"
+below.caption(
+    f"{source.label}: every file at most {budget_label(budget)} (the raw crop is 49,152 bytes). AE and VAE: {how}. "
+    "JPEG, WebP, AVIF, HEIC and JPEG XL: the highest quality that fits; a codec that cannot fit shows its "
+    "smallest file in red with the bytes it needs. Identity: dlib's face descriptor distance to the original, "
+    "below 0.6 counts as the same person."
+)

@@ -1,4 +1,5 @@
-"""Benchmarks: rate-distortion, quality against latent size, histograms, training curves, noise."""
+"""Benchmarks: quality against bytes under a byte budget, the budget table, the base layer against
+latent size (noise, histograms), the latent space and training curves. Layout only: figures in charts."""
 
 import streamlit as st
 
@@ -18,21 +19,45 @@ for kind in MODEL_KINDS:
     except WeightsError:
         pass
 
-if not records:
+if not evaluation:
     st.info(
         f"No evaluation yet: `{charts.evaluation_path()}` is missing. "
         "Create it with `python -m facecomp evaluate DIR --json weights/evaluation.json`."
     )
 else:
-    st.caption(
-        "Measured on held-out faces. Real bytes are the .fcz files' sizes; JPEG, WebP and AVIF are at the "
-        "highest quality that fits the same bytes. Hover for the numbers."
-    )
+    st.subheader("Quality against bytes, every file held to its budget")
+    if evaluation.get("budget_table"):
+        st.plotly_chart(charts.budget_curves(evaluation), theme=None, key="budget_curves")
+        smallest = charts.smallest_classic_note(evaluation)
+        st.caption(
+            f"Measured on {evaluation.get('codec_faces', 'the')} held-out faces; hover for the numbers. "
+            "Thick lines: every file at most the bytes on the x axis (AE and VAE pick latent size, quantiser "
+            "and detail layer per face; the classic codecs their highest quality that fits), means over the "
+            "faces whose file fits. Hollow markers: fewer than half the faces fit. "
+            + (f"No marker: no file fits (median smallest files: {smallest} bytes). " if smallest else "")
+            + "Thin dotted lines: each codec at fixed settings, at their mean bytes (AE and VAE: latent 128 "
+            "plus the detail layer at rising quality; classic codecs: quality 0 to 90). Identity kept: dlib "
+            "distance below 0.6 between a face and its decoding. Click a legend entry to hide a codec."
+        )
+        st.table(charts.budget_styler(evaluation))
+        st.caption(
+            "Each cell: mean PSNR in dB · identity kept · faces whose file fits / faces. Green: the best PSNR "
+            "among codecs that fit at least half the faces; grey: fewer than half fit."
+        )
+    else:
+        st.info(
+            "This evaluation has no budget table yet: re-run "
+            "`python -m facecomp evaluate DIR --json weights/evaluation.json` to measure every codec at "
+            "32 to 2,048 bytes."
+        )
+
+if records:
+    st.subheader("Base layer: quality against latent size")
     metric = st.segmented_control("Quality measure", ["psnr", "ssim"], default="psnr", format_func=str.upper)
     metric = metric or "psnr"
     left, right = st.columns(2)
-    left.plotly_chart(charts.rate_distortion(records, metric, evaluation.get("rate_distortion")), theme=None, key="rd")
-    right.plotly_chart(charts.quality_vs_latent(records, metric), theme=None, key="latent")
+    left.plotly_chart(charts.quality_vs_latent(records, metric), theme=None, key="latent")
+    right.plotly_chart(charts.noise_robustness(records), theme=None, key="noise")
 
     st.subheader("Per-face distributions (the study's histograms)")
     c1, c2, _ = st.columns([1, 2, 2])
@@ -42,19 +67,14 @@ else:
     for col, name in zip(st.columns(3), ("mse", "psnr", "ssim"), strict=True):
         col.plotly_chart(charts.histogram(records, model, latent, name), theme=None, key=f"hist_{name}")
 
-    if evaluation.get("budgets"):
-        st.subheader("Best quality when every file must fit")
-        st.dataframe(charts.budget_rows(evaluation), hide_index=True)
-        st.caption(
-            "For comparison, at quality 0, their smallest setting, the classic codecs' files of the same faces "
-            f"average {charts.smallest_classic_files(evaluation)} bytes."
-        )
-
-    left, right = st.columns(2)
-    right.plotly_chart(charts.noise_robustness(records), theme=None, key="noise")
-    with left:
-        st.subheader("All numbers")
+    with st.expander("All numbers per model and latent size (base layer only)"):
         st.dataframe(charts.summary_rows(records), hide_index=True)
+        st.caption(
+            "PSNR and SSIM of the float code and of the real .fcz file at the default quantiser, and each "
+            "classic codec at the highest quality that fits the .fcz file's bytes (faces that could not fit)."
+        )
+elif evaluation:
+    st.info("This evaluation has no per-latent records, so no base-layer charts.")
 
 st.subheader("The latent space: random faces and named sliders")
 latent_report = ui.latent_space_report(ui.weights_key())

@@ -28,9 +28,60 @@ def fake_evaluation() -> dict:
         "faces": 17,
         "codec_faces": 5,
         "records": fake_records(),
-        "rate_distortion": {"fcz": [], "classic": fake_sweeps()},
+        "rate_distortion": {"fcz": [], "detail": fake_detail_curve(), "classic": fake_sweeps()},
         "budgets": fake_budgets(),
+        "budget_table": fake_budget_table(),
     }
+
+
+def identity(kept: float) -> dict:
+    return {"mean_distance": 0.7 - kept / 4, "median_distance": 0.7 - kept / 4, "kept": kept}
+
+
+def fake_budget_table(faces: int = 5) -> list[dict]:
+    """Every codec held to each budget: AE and VAE always fit; JPEG never does; at 512 bytes WebP
+    has the best PSNR but only 2 of 5 files fit, so the AE is the budget's best."""
+    rows = []
+    for max_bytes in (32, 64, 128, 256, 512, 1024, 2048):
+        step = max_bytes.bit_length()  # 6 at 32 bytes, 12 at 2048
+        for codec, psnr, fitted in (
+            ("ae", 15.0 + step, faces),
+            ("vae", 14.5 + step, faces),
+            ("JPEG", None, 0),
+            ("WEBP", 16.0 + step, 2 if max_bytes == 512 else faces if max_bytes > 512 else 0),
+        ):
+            row = {
+                "codec": codec,
+                "max_bytes": max_bytes,
+                "faces": faces,
+                "fitted": fitted,
+                "bytes": max_bytes - 2.0 if fitted else None,
+                "psnr": psnr if fitted else None,
+                "ssim": 0.05 * step if fitted else None,
+                "identity": identity(min(1.0, step / 10)) if fitted else None,
+            }
+            if codec in ("ae", "vae"):
+                row |= {"detail_files": faces if max_bytes >= 128 else 0, "latents": [128]}
+            else:
+                row["smallest_file"] = 0.0 if fitted else 980.0 if codec == "JPEG" else 360.0
+            rows.append(row)
+    return rows
+
+
+def fake_detail_curve() -> list[dict]:
+    return [
+        {
+            "model": model,
+            "quality": q,
+            "bytes": 120.0 + 40 * q,
+            "estimated_bytes": 118.0 + 40 * q,
+            "psnr": 24.0 + q / 4,
+            "ssim": 0.68 + q / 200,
+            "identity": identity(min(1.0, 0.6 + q / 40)),
+        }
+        for model in ("ae", "vae")
+        for q in (0, 8, 16, 24, 32, 40)
+    ]
 
 
 def fake_budgets() -> list[dict]:
@@ -55,7 +106,15 @@ def fake_budgets() -> list[dict]:
 
 def fake_sweeps() -> list[dict]:
     return [
-        {"format": fmt, "quality": q, "bytes": base + 20 * q, "psnr": 22 + q / 10, "ssim": 0.6 + q / 300}
+        {
+            "format": fmt,
+            "quality": q,
+            "bytes": base + 20 * q,
+            "median_bytes": base + 20 * q,
+            "psnr": 22 + q / 10,
+            "ssim": 0.6 + q / 300,
+            "identity": identity(min(1.0, 0.5 + q / 100)),
+        }
         for fmt, base in (("JPEG", 980), ("WEBP", 360), ("AVIF", 510))
         for q in (0, 10, 50, 90)
     ]
@@ -75,7 +134,11 @@ def fake_records() -> list[dict]:
                     "mse": summary(10 ** (-psnr / 10)),
                     "noisy": {"psnr": summary(psnr - 1), "ssim": summary(0.45 + 0.05 * i), "mse": summary(0.01)},
                     "bytes": {"real": 30.0 + 0.5 * k, "estimated": 29.0 + 0.5 * k},
-                    "codec": {"psnr": summary(psnr - 0.3), "ssim": summary(0.49 + 0.05 * i)},
+                    "codec": {
+                        "psnr": summary(psnr - 0.3),
+                        "ssim": summary(0.49 + 0.05 * i),
+                        "identity": identity(min(1.0, 0.4 + 0.1 * i)),
+                    },
                     "hist": {
                         "psnr": {"edges": [psnr - 2, psnr - 1, psnr, psnr + 1], "counts": [3, 10, 4]},
                         "ssim": {"edges": [0.4, 0.5, 0.6, 0.7], "counts": [2, 9, 6]},
@@ -91,10 +154,24 @@ def fake_records() -> list[dict]:
     return records
 
 
-def make_weights_dir(directory: Path, evaluation: bool = True) -> Path:
+def old_evaluation() -> dict:
+    """An evaluation from before the budget table, the detail layer's curve and identity."""
+    evaluation = fake_evaluation()
+    del evaluation["budget_table"], evaluation["rate_distortion"]["detail"]
+    for row in evaluation["rate_distortion"]["classic"]:
+        del row["identity"]
+    for record in evaluation["records"]:
+        del record["codec"]["identity"]
+    return evaluation
+
+
+def make_weights_dir(directory: Path, evaluation: bool | dict = True) -> Path:
+    """Untrained weights and, unless `evaluation` is False, an evaluation JSON (`fake_evaluation()`
+    when it is True, else the dict given)."""
     write_untrained_weights(directory)
     if evaluation:
-        (directory / "evaluation.json").write_text(json.dumps(fake_evaluation()))
+        data = fake_evaluation() if evaluation is True else evaluation
+        (directory / "evaluation.json").write_text(json.dumps(data))
     return directory
 
 

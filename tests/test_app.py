@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from facecomp import ui
-from tests.appdata import ROOT, astronaut_png, make_weights_dir
+from tests.appdata import ROOT, astronaut_png, make_weights_dir, old_evaluation
 
 PAGES = ["pages/1_Compare.py", "pages/2_Latent_explorer.py", "pages/3_Benchmarks.py", "pages/4_How_it_works.py"]
 TIMEOUT = 300  # generous: CI machines may be busy; a normal run takes seconds
@@ -59,14 +59,25 @@ def test_every_page_renders(use_weights: Path, page: str) -> None:
 def test_benchmarks_draws_every_chart(use_weights: Path) -> None:
     at = open_page("pages/3_Benchmarks.py")
     assert_clean(at)
-    # rate-distortion, latent, 3 histograms, noise, training
+    # quality against bytes (three panels, one figure), latent, noise, 3 histograms, training
     assert len(at.get("plotly_chart")) == 7
-    budgets = next(df.value for df in at.dataframe if "every file at most" in df.value.columns)
-    # The best row where every file fits: latent 128, not the better 256 that left one file over.
-    assert list(budgets["latent size"]) == [128, 128]
-    assert "JPEG 980" in " ".join(c.value for c in at.caption)
+    budgets = at.table[0].value
+    assert list(budgets.index) == ["64", "128", "256", "512", "1,024", "2,048"]
+    assert list(budgets.columns) == ["AE", "VAE", "JPEG", "WebP"]
+    assert budgets.loc["64", "JPEG"] == "none fit · 0/5"
+    assert budgets.loc["1,024", "AE"] == "26.00 · 100% · 5/5"
+    assert "JPEG 980" in " ".join(c.value for c in at.caption)  # JPEG's smallest files, in the chart's caption
     at.get("button_group")[0].set_value("ssim").run()
     assert_clean(at)
+
+
+def test_benchmarks_before_the_budget_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(make_weights_dir(tmp_path, evaluation=old_evaluation())))
+    at = open_page("pages/3_Benchmarks.py")
+    assert_clean(at)
+    assert any("no budget table yet" in i.value for i in at.info)
+    assert not at.table
+    assert len(at.get("plotly_chart")) == 6  # all but quality against bytes
 
 
 def test_benchmarks_without_evaluation_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +114,7 @@ def upload(at: AppTest, prefix: str, name: str, data: bytes, mime: str = "image/
 def test_compare_upload_of_real_photo_shows_every_codec(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "astronaut.png", astronaut_png())
     assert_clean(at)
-    # photo with boxes, then Original, AE, VAE, JPEG, WebP, AVIF, HEIC, JPEG XL
+    # Original, AE, VAE, JPEG, WebP, AVIF, HEIC, JPEG XL, then the photo with boxes (folded away)
     assert len(at.image) == 9
     headings = [m.value for m in at.markdown if m.value.startswith("### ")]
     assert headings == [
@@ -117,21 +128,33 @@ def test_compare_upload_of_real_photo_shows_every_codec(use_weights: Path) -> No
         "### JPEG XL",
     ]
     body = text(at)
-    assert "PSNR" in body and "SSIM" in body and "bpp" in body
+    assert "PSNR" in body and "SSIM" in body and "bpp" in body and "49,152 bytes" in body
+    assert "same person" in body or "another person?" in body  # identity under the pictures
     names = [b.proto.label for b in at.get("download_button")]
     assert names.count(".fcz") == 2 and "PNG" in names
 
 
-def test_compare_latent_size_changes_output(use_weights: Path) -> None:
+def test_compare_budget_changes_output(use_weights: Path) -> None:
     at = open_page("pages/1_Compare.py")
     assert_clean(at)
+    assert (
+        at.select_slider(key="compare_budget").value == 256 and at.selectbox(key="compare_latent").value == "automatic"
+    )
     before, before_text = image_urls(at), text(at)
-    at.select_slider(key="compare_latent").set_value(16).run()
+    assert "needs" in before_text  # at 256 bytes some classic codec shows its smallest file, marked
+    assert len(at.image) == 9  # every codec shows a picture, and the photo
+    at.select_slider(key="compare_budget").set_value(2048).run()
     assert_clean(at)
-    after = image_urls(at)
-    assert after[0] == before[0]  # same photo
-    assert after[2:4] != before[2:4]  # AE and VAE redrawn
-    assert text(at) != before_text  # sizes and scores changed
+    assert image_urls(at)[0] == before[0]  # same original
+    assert "needs" not in text(at)  # every file fits 2 KB
+    assert text(at) != before_text  # sizes and scores changed (untrained weights may look alike)
+
+
+def test_compare_fixed_latent_size(use_weights: Path) -> None:
+    at = open_page("pages/1_Compare.py")
+    at.selectbox(key="compare_latent").set_value(16).run()
+    assert_clean(at)
+    assert text(at).count("latent 16") == 2  # AE and VAE
 
 
 def test_compare_heat_map_toggle(use_weights: Path) -> None:
@@ -140,8 +163,8 @@ def test_compare_heat_map_toggle(use_weights: Path) -> None:
     at.toggle(key="compare_heatmap").set_value(True).run()
     assert_clean(at)
     after = image_urls(at)
-    assert after[1] == before[1]  # the original stays
-    assert after[2] != before[2]  # AE shown as its error map
+    assert after[0] == before[0]  # the original stays
+    assert after[1] != before[1]  # AE shown as its error map
 
 
 def test_compare_unreadable_upload_shows_one_error(use_weights: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facecomp import charts, demo, explore
+from facecomp import charts, codec, demo, explore, identity
 from facecomp.faces import FaceBox, ImageLoadError
 from facecomp.visual import draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
@@ -20,6 +20,12 @@ from tests.appdata import ASTRONAUT, fake_evaluation, make_weights_dir
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = make_weights_dir(tmp_path_factory.mktemp("logic_weights"))
     return {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_weights) -> dict:
+    """Small untrained models (tests/conftest.py): the codec searches budgets quickly with them."""
+    return {kind: load_model(kind, tiny_weights)[0] for kind in ("ae", "vae")}
 
 
 @pytest.fixture(scope="module")
@@ -42,26 +48,66 @@ def test_unreadable_bytes_raise_typed_error() -> None:
         demo.open_photo(b"\x89PNG but not really")
 
 
-def test_compare_returns_every_codec(models: dict, crop: Image.Image) -> None:
-    results = demo.compare(crop, 64, models)
+def test_compare_returns_every_codec(tiny_models: dict, crop: Image.Image) -> None:
+    results = demo.compare(crop, tiny_models, 256)
     assert [r.name for r in results] == ["Original", "AE", "VAE", "JPEG", "WebP", "AVIF", "HEIC", "JPEG XL"]
-    budget = max(r.n_bytes for r in results[1:3])
     for r in results[1:3]:
         assert r.image.size == (128, 128) and r.file_name.endswith(".fcz")
         assert r.bpp == pytest.approx(8 * r.n_bytes / 128**2)
         assert 0 < r.psnr < 60 and -1 <= r.ssim <= 1
+        assert r.note.startswith("latent ") and r.n_bytes <= 256
     for r in results[3:]:
-        if r.image is None:  # even the lowest quality is over the budget: the note says by how much
+        assert r.image is not None and r.n_bytes == len(r.data)  # every codec shows a picture
+        if r.over_budget:  # even the lowest quality is over the budget: the note says by how much
             needed = r.extra["needed_bytes"]
-            assert needed > budget and f"needs {needed:,} bytes" in r.note and f"{budget:,}-byte" in r.note
+            assert needed == r.n_bytes > 256 and f"needs {needed:,} bytes" in r.note and "× the budget" in r.note
         else:
-            assert r.n_bytes <= budget
+            assert r.n_bytes <= 256 and r.note.startswith("quality")
+    assert results[0].identity is None  # the original is the reference
+    if any(r.identity is not None for r in results):  # dlib and its model files are installed
+        assert all(r.identity is not None and r.identity >= 0 for r in results[1:])
 
 
-def test_compare_classic_codecs_fit_a_generous_budget(models: dict, crop: Image.Image) -> None:
-    results = demo.compare(crop, 16, models, budget=3000)
-    for r in results[3:]:
-        assert r.image is not None and r.n_bytes <= 3000 and r.note.startswith("quality")
+def test_compare_classic_over_budget_still_shows_its_smallest_file(tiny_models: dict, crop: Image.Image) -> None:
+    (_, _, _, jpeg) = demo.compare(crop, tiny_models, 32, classic=("JPEG",), measure=False)
+    assert jpeg.name == "JPEG" and jpeg.over_budget
+    assert jpeg.image.size == (128, 128) and jpeg.psnr is not None and jpeg.ssim is not None
+    assert jpeg.n_bytes == len(jpeg.data) == jpeg.extra["needed_bytes"] > 32
+    assert jpeg.note == f"needs {jpeg.n_bytes:,} bytes, {jpeg.n_bytes / 32:.1f}× the budget"
+    assert jpeg.file_name.endswith(".jpg")
+
+
+def test_compare_large_budget_fits_every_file(tiny_models: dict, crop: Image.Image) -> None:
+    results = demo.compare(crop, tiny_models, 2048, measure=False)
+    ae = results[1]
+    assert ae.name == "AE" and len(ae.data) == ae.n_bytes <= 2048 and not ae.over_budget
+    # The picture shown is what the file decodes to.
+    assert to_tensor(ae.image).allclose(codec.decompress(ae.data, tiny_models), atol=1 / 255)
+    for r in results[1:]:
+        assert not r.over_budget and r.n_bytes <= 2048, r.name
+
+
+def test_compare_fixed_latent_size(tiny_models: dict, crop: Image.Image) -> None:
+    results = demo.compare(crop, tiny_models, 2048, classic=(), latent=16, measure=False)
+    assert [r.note for r in results[1:]] == ["latent 16", "latent 16"]
+    assert all(r.n_bytes <= 2048 for r in results[1:])
+
+
+def test_compare_without_dlib_has_no_identity(
+    tiny_models: dict, crop: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise ImportError("no dlib here")
+
+    monkeypatch.setattr(identity, "descriptors", missing)
+    results = demo.compare(crop, tiny_models, 64, classic=("WebP",))
+    assert all(r.identity is None and r.identity_text == "" for r in results)
+
+
+def test_identity_text() -> None:
+    assert demo.Result("AE", None, identity=0.41).identity_text == "same person (0.41)"
+    assert demo.Result("AE", None, identity=0.67).identity_text == "another person? (0.67)"
+    assert demo.Result("AE", None).identity_text == ""
 
 
 def test_upscale_is_nearest_and_exact() -> None:
@@ -129,15 +175,28 @@ def test_morph_gif_and_samples(models: dict, crop: Image.Image) -> None:
 def test_charts_from_evaluation() -> None:
     evaluation = fake_evaluation()
     records = evaluation["records"]
-    assert len(charts.rate_distortion(records).data) == 4  # AE, VAE, WebP, AVIF (JPEG never fits)
-    full = charts.rate_distortion(records, "psnr", evaluation["rate_distortion"])
-    assert len(full.data) == 4 + 3  # plus each classic codec's quality sweep
-    assert full.data[0].y[0] == pytest.approx(records[0]["codec"]["psnr"]["mean"])  # real-file quality
+    curves = charts.budget_curves(evaluation)
+    budget_lines = [t for t in curves.data if t.x and t.x[0] == 32]
+    # AE, VAE, JPEG, WebP in each of the three panels; JPEG's line has no points (no file ever fits).
+    assert len(budget_lines) == 4 * 3 and all(y is None for y in budget_lines[2 * 3].y)
+    assert budget_lines[0].y[-1] == pytest.approx(15.0 + 12)  # AE's PSNR at 2048 bytes
+    assert budget_lines[2].y[-1] == pytest.approx(100.0)  # AE's identity kept (%) at 2048 bytes
+    webp = budget_lines[3 * 3]
+    assert webp.marker.symbol[4] == "diamond-open" and webp.marker.symbol[5] == "diamond"  # 2 of 5 fit at 512
+    assert len([t for t in curves.data if t.showlegend is not False]) == 4  # one legend entry per codec
+    # The detail layers and the JPEG and WebP sweeps (AVIF, never held to a budget here, is left out).
+    assert len([t for t in curves.data if t.line.dash == "dot"]) == (2 + 2) * 3
+    assert charts.budget_winners(evaluation) == {64: "AE", 128: "AE", 256: "AE", 512: "AE", 1024: "WebP", 2048: "WebP"}
+    table = charts.budget_table(evaluation)
+    assert [r["bytes at most"] for r in table] == ["64", "128", "256", "512", "1,024", "2,048"]
+    assert table[3]["WebP"] == "26.00 · 100% · 2/5" and table[0]["JPEG"] == "none fit · 0/5"
+    assert charts.smallest_classic_note(evaluation) == "JPEG 980, WebP 360"
+    assert charts.budget_table({"records": records}) == [] and not charts.budget_curves({}).data
     assert len(charts.quality_vs_latent(records, "ssim").data) == 4
     assert charts.histogram(records, "vae", 256, "psnr").data[0].y == (3, 10, 4)
     assert len(charts.noise_robustness(records).data) == 2
     rows = charts.summary_rows(records)
-    assert len(rows) == 12 and rows[0]["JPEG failed"] == 17
+    assert len(rows) == 12 and rows[0]["JPEG failed"] == 17 and rows[0][".fcz identity kept"] == "40%"
     assert charts.bytes_table(records, (16, 512))[1]["float32 bytes"] == 2048
     assert len(charts.study_comparison(records)) == 4 and len(charts.study_comparison(None)) == 2
 

@@ -115,3 +115,15 @@ def test_detection_is_thread_safe(astronaut, grace_hopper) -> None:
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(lambda i: detect_faces(photos[i % 2]), range(48)))
     assert all(boxes == expected[i % 2] for i, boxes in enumerate(found))
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "JXL", "AVIF"])
+def test_phone_and_new_formats_open(astronaut: Image.Image, fmt: str) -> None:
+    """An iPhone's HEIC, a JPEG XL or an AVIF upload opens like any photo, pixels intact."""
+    small = astronaut.resize((128, 128))
+    buf = io.BytesIO()
+    small.save(buf, format=fmt, quality=90)
+    opened = load_image(buf.getvalue())
+    assert opened.size == (128, 128) and opened.mode == "RGB"
+    error = np.abs(np.asarray(opened, dtype=float) - np.asarray(small, dtype=float)).mean()
+    assert error < 6  # lossy, but the same picture

@@ -177,20 +177,31 @@ def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
     def rows(model: str, value: float) -> list[dict]:
         return [{"model": model, "latent": 16, "psnr": value}]
 
+    def table(value: float, *codecs: str) -> list[dict]:
+        return [{"codec": codec, "psnr": value} for codec in codecs]
+
     old = {
         "records": rows("ae", 1) + rows("vae", 2),
         "budgets": rows("ae", 1) + rows("vae", 2),
-        "rate_distortion": {"fcz": rows("ae", 1) + rows("vae", 2), "classic": [{"format": "JPEG"}]},
+        "rate_distortion": {
+            "fcz": rows("ae", 1) + rows("vae", 2),
+            "detail": rows("ae", 1) + rows("vae", 2),
+            "classic": [{"format": "JPEG"}],
+        },
+        "budget_table": table(1, "ae", "vae", "JPEG"),
     }
     new = {
         "records": rows("vae", 3),
         "budgets": rows("vae", 3),
-        "rate_distortion": {"fcz": rows("vae", 3), "classic": []},
+        "rate_distortion": {"fcz": rows("vae", 3), "detail": rows("vae", 3), "classic": []},
+        "budget_table": table(3, "vae", "JPEG"),
     }
     merged = merge_into(old, new, ["vae"])
-    for part in (merged["records"], merged["budgets"], merged["rate_distortion"]["fcz"]):
+    rd = merged["rate_distortion"]
+    for part in (merged["records"], merged["budgets"], rd["fcz"], rd["detail"]):
         assert [(r["model"], r["psnr"]) for r in part] == [("ae", 1), ("vae", 3)]
-    assert merged["rate_distortion"]["classic"] == [{"format": "JPEG"}]  # not re-measured
+    assert rd["classic"] == [{"format": "JPEG"}]  # the quality sweep is not re-measured
+    assert [(r["codec"], r["psnr"]) for r in merged["budget_table"]] == [("ae", 1), ("vae", 3), ("JPEG", 3)]
 
 
 def test_load_models_loads_every_kind_with_its_card(tiny_weights: Path) -> None:

@@ -1,0 +1,239 @@
+"""Train detail layers (facecomp.detail) on top of the frozen base models.
+
+One process trains one detail layer per base ("ae", "vae", and "" for the standalone
+codec the README compares against), taking turns step by step so that all of them see
+the same wall-clock budget. The schedule runs on elapsed time, not steps: the same
+command fits a 2-core laptop or a GPU lent for minutes.
+
+    python -m facecomp train-detail --data data/cache --out runs/detail --minutes 60
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .detail import DetailConfig, DetailLayer, trained_qualities
+from .model import FaceAE
+
+
+@dataclass
+class DetailTrainConfig:
+    data: Path = Path("data/cache")
+    out: Path = Path("runs/detail")
+    bases: tuple[str, ...] = ("ae", "vae", "")
+    weights: Path | None = None  # base weights folder (default: the shipped ones)
+    minutes: float = 60.0
+    batch: int = 32
+    lr: float = 2e-4
+    warmup_steps: int = 300
+    checkpoint_seconds: float = 120.0
+    seed: int = 0
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    detail: DetailConfig = field(default_factory=DetailConfig)
+    # Fine-tuning: start from trained checkpoints (out/detail-<base>.safetensors of an earlier
+    # run) and add gains for lower lambdas, training those gains alone with the network frozen.
+    resume: Path | None = None
+    lower_lambdas: tuple[float, ...] = ()
+
+
+class FrozenBase:
+    """A base model and the quantiser the detail layer sits on: x -> (x_b, base symbols)."""
+
+    def __init__(self, model: FaceAE, latent: int, q: int, device: str) -> None:
+        from .codec import base_quantiser
+
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.latent = latent
+        mean, _, steps = base_quantiser(model, latent, q)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
+        self.steps = torch.tensor(steps, dtype=torch.float32, device=device)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from .codec import SYMBOL_BOUND
+
+        code = self.model.code(x)[:, : self.latent].float()
+        symbols = torch.round((code - self.mean) / self.steps).clamp(-SYMBOL_BOUND, SYMBOL_BOUND)
+        base = self.model.decode(self.mean + symbols * self.steps).float().clamp(0, 1)
+        return base, symbols
+
+
+def load_train_crops(data: Path, device: str) -> torch.Tensor:
+    """The training split's crops as (N, 3, 128, 128) uint8 on the training device."""
+    crops = np.load(data / "crops.npy", mmap_mode="r")
+    train = json.loads((data / "split.json").read_text())["train"]
+    return torch.from_numpy(np.ascontiguousarray(crops[sorted(train)])).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def augment(batch: torch.Tensor, generator: random.Random) -> torch.Tensor:
+    """Per-image horizontal flips and one small shift per batch (reflect-padded)."""
+    x = batch.float() / 255
+    flip = torch.rand(len(x), device=x.device) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    dy, dx = generator.randint(0, 8), generator.randint(0, 8)
+    x = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    return x[:, :, dy : dy + 128, dx : dx + 128]
+
+
+def lr_at(cfg: DetailTrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay to a tenth over the time budget."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps)
+    return cfg.lr * warm * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+@dataclass
+class Run:
+    """One detail layer in training: its base, network, optimiser and running statistics."""
+
+    name: str
+    base: FrozenBase | None
+    layer: DetailLayer
+    optimizer: torch.optim.Optimizer
+    stats: dict = field(default_factory=lambda: {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0})
+
+
+def with_lower_lambdas(layer: DetailLayer, lower: tuple[float, ...]) -> DetailLayer:
+    """Weight surgery: the same network with gain rows for `lower` lambdas prepended, each
+    started where a per-channel line through the trained log-gains (against log lambda) points."""
+    cfg = DetailConfig.from_dict({**layer.cfg.to_dict(), "lambdas": tuple(lower) + layer.cfg.lambdas})
+    grown = DetailLayer(cfg)
+    state = layer.state_dict()
+    log_lam = torch.tensor(layer.cfg.lambdas).log()
+    new_log_lam = torch.tensor(lower).log()
+    for key in ("log_gain", "log_inv_gain"):
+        rows = state[key].float()
+        centred = log_lam - log_lam.mean()
+        slope = (centred[:, None] * (rows - rows.mean(0))).sum(0) / centred.pow(2).sum()
+        extrapolated = rows.mean(0) + (new_log_lam - log_lam.mean())[:, None] * slope
+        state[key] = torch.cat([extrapolated, rows])
+    grown.load_state_dict(state)
+    return grown
+
+
+def _start_layer(cfg: DetailTrainConfig, name: str, detail: DetailConfig) -> DetailLayer:
+    if cfg.resume is None:
+        return DetailLayer(detail)
+    from .weights import tensors_from_file
+
+    state, meta = tensors_from_file(cfg.resume / f"detail-{name}.safetensors")
+    layer = DetailLayer(DetailConfig.from_dict(json.loads(meta["config"])))
+    layer.load_state_dict({k: v.float() for k, v in state.items()})
+    return with_lower_lambdas(layer, cfg.lower_lambdas) if cfg.lower_lambdas else layer
+
+
+def _optimizer(cfg: DetailTrainConfig, layer: DetailLayer) -> torch.optim.Optimizer:
+    if not cfg.lower_lambdas:
+        return torch.optim.Adam(layer.parameters(), lr=cfg.lr)
+    # Only the new gain rows learn: a hook zeroes the gradient of the trained rows.
+    new = len(cfg.lower_lambdas)
+    layer.requires_grad_(False)
+    for gain in (layer.log_gain, layer.log_inv_gain):
+        gain.requires_grad_(True)
+        gain.register_hook(lambda grad: torch.cat([grad[:new], torch.zeros_like(grad[new:])]))
+    return torch.optim.Adam([layer.log_gain, layer.log_inv_gain], lr=cfg.lr)
+
+
+def build_runs(cfg: DetailTrainConfig) -> list[Run]:
+    from .weights import load_models
+
+    models, _ = load_models(cfg.weights, [kind for kind in cfg.bases if kind])
+    runs = []
+    for kind in cfg.bases:
+        name = kind or "standalone"
+        detail = DetailConfig.from_dict({**cfg.detail.to_dict(), "base_kind": kind})
+        base = FrozenBase(models[kind], detail.base_latent, detail.base_q, cfg.device) if kind else None
+        layer = _start_layer(cfg, name, detail).to(cfg.device).to(memory_format=torch.channels_last)
+        runs.append(Run(name, base, layer, _optimizer(cfg, layer)))
+    return runs
+
+
+def train_step(run: Run, x: torch.Tensor, qualities: torch.Tensor, lr: float, autocast: torch.autocast) -> None:
+    if run.base is None:
+        base, symbols = torch.zeros_like(x), torch.zeros(len(x), run.layer.cfg.base_latent, device=x.device)
+    else:
+        with autocast:
+            base, symbols = run.base(x)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with autocast:
+        out = run.layer(x, base, symbols, qualities)
+    terms = run.layer.loss(out, qualities)
+    run.optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(run.layer.parameters(), 1.0)
+    run.optimizer.step()
+    for key in ("loss", "bpp", "mse"):  # summed on the device: no synchronisation per step
+        run.stats[key] = run.stats[key] + terms[key].detach()
+    run.stats["n"] += 1
+
+
+def save_run(run: Run, out: Path, card: dict) -> Path:
+    """Half-precision weights (the decoder runs in float32; the difference is < 0.01 dB) and a card."""
+    from .weights import tensors_to_file
+
+    path = out / f"detail-{run.name}.safetensors"
+    tensors = {k: v.detach().half().cpu().contiguous() for k, v in run.layer.state_dict().items()}
+    tensors_to_file(tensors, path, {"config": json.dumps(run.layer.cfg.to_dict())})
+    (out / f"detail-{run.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def train_detail(cfg: DetailTrainConfig) -> list[Path]:
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    crops = load_train_crops(cfg.data, cfg.device)
+    runs = build_runs(cfg)
+    autocast = torch.autocast(cfg.device, dtype=torch.bfloat16)
+    qualities = trained_qualities(runs[0].layer.cfg)
+    if cfg.lower_lambdas:  # fine-tuning new gains: train at their qualities only
+        qualities = qualities[: len(cfg.lower_lambdas)]
+    trained = torch.tensor(qualities, device=cfg.device)
+    start, last_save, step, paths = time.time(), time.time(), 0, []
+    print(f"{len(crops)} training crops on {cfg.device}; runs: {[r.name for r in runs]}", flush=True)
+    while True:
+        progress = (time.time() - start) / (60 * cfg.minutes)
+        done = progress >= 1.0
+        if done or time.time() - last_save > cfg.checkpoint_seconds:
+            for run in runs:
+                s = run.stats
+                n = max(s["n"], 1)
+                card = {
+                    "base": run.name,
+                    "steps": step,
+                    "batch": cfg.batch,
+                    "minutes": round((time.time() - start) / 60, 2),
+                    "device": torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device,
+                    "train_crops": len(crops),
+                    "last_loss": float(s["loss"]) / n,
+                    "last_bpp": float(s["bpp"]) / n,
+                    "last_psnr_mixed_qualities": -10 * math.log10(max(float(s["mse"]) / n, 1e-12)),
+                    "train_config": {k: str(v) for k, v in asdict(cfg).items() if k != "detail"},
+                }
+                if cfg.resume is not None:  # the card keeps the history of a fine-tuned layer
+                    card["started_from"] = json.loads((cfg.resume / f"detail-{run.name}.json").read_text())
+                paths.append(save_run(run, cfg.out, card))
+                print(f"step {step} {run.name}: loss {card['last_loss']:.4f} bpp {card['last_bpp']:.4f}", flush=True)
+                run.stats = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+            last_save = time.time()
+            if done:
+                return paths[-len(runs) :]
+        lr = lr_at(cfg, step, progress)
+        idx = torch.randint(len(crops), (cfg.batch,), device=cfg.device)
+        x = augment(crops[idx], rng).contiguous(memory_format=torch.channels_last)
+        qualities = trained[torch.randint(len(trained), (cfg.batch,), device=cfg.device)]
+        for run in runs:
+            train_step(run, x, qualities, lr, autocast)
+        step += 1

@@ -1,0 +1,227 @@
+"""The detail layer: exact integer entropy model, .fcz version 2 files, byte budgets, training surgery."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facecomp import codec
+from facecomp.__main__ import main
+from facecomp.detail import (
+    SCALE_LEVELS,
+    DetailConfig,
+    DetailLayer,
+    IntegerHyper,
+    _int_conv,
+    _int_deconv,
+    scale_grid,
+    scale_table,
+)
+from facecomp.train_detail import DetailTrainConfig, with_lower_lambdas
+from facecomp.weights import export_detail, load_models, tensors_to_file
+
+from .conftest import generated_faces, make_tiny_weights
+
+TINY_DETAIL = {"channels": 8, "latent_channels": 8, "hyper_channels": 4, "context_channels": 4}
+
+
+def tiny_detail_layer(kind: str, seed: int = 0) -> DetailLayer:
+    torch.manual_seed(seed)
+    layer = DetailLayer(DetailConfig(base_kind=kind, **TINY_DETAIL))
+    with torch.no_grad():  # an untrained net predicts sigma ~ 1 everywhere: spread the scales like a trained one
+        layer.hyper_synthesis[-1].bias[layer.cfg.latent_channels :].uniform_(-2, 2)
+    return layer
+
+
+@pytest.fixture(scope="module")
+def detail_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny AE and VAE with tiny detail layers shipped beside them, as export-detail writes them."""
+    folder = make_tiny_weights(tmp_path_factory.mktemp("detail_weights"))
+    for kind in ("ae", "vae"):
+        checkpoint = folder / f"checkpoint-{kind}.safetensors"
+        layer = tiny_detail_layer(kind)
+        tensors_to_file(layer.state_dict(), checkpoint, {"config": json.dumps(layer.cfg.to_dict())})
+        checkpoint.with_suffix(".json").write_text(json.dumps({"steps": 0}))
+        export_detail(checkpoint, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(detail_weights: Path) -> dict:
+    return load_models(detail_weights)[0]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def test_integer_convolutions_are_exact():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-(2**20), 2**20, size=(5, 4, 4))
+    w = rng.integers(-(2**16), 2**16, size=(6, 5, 3, 3))
+    b = rng.integers(-(2**30), 2**30, size=6)
+    as_float = [torch.from_numpy(a.astype(np.float64)) for a in (x, w, b)]
+    expected = F.conv2d(as_float[0][None], as_float[1], as_float[2], padding=1)[0]
+    assert np.array_equal(_int_conv(x, w, b, 1), expected.numpy().astype(np.int64))
+    wt = rng.integers(-(2**16), 2**16, size=(5, 6, 5, 5))  # transposed: (in, out, k, k)
+    expected = F.conv_transpose2d(
+        as_float[0][None], torch.from_numpy(wt.astype(np.float64)), as_float[2], stride=2, padding=2, output_padding=1
+    )[0]
+    got = _int_deconv(x, wt, b, 2, 1)
+    assert got.shape == (6, 8, 8)
+    assert np.array_equal(got, expected.numpy().astype(np.int64))
+
+
+def test_integer_hyper_matches_the_float_network():
+    layer = tiny_detail_layer("ae").eval()
+    hyper = IntegerHyper(layer, scale_grid())
+    rng = np.random.default_rng(1)
+    z = rng.integers(-3, 4, size=(4, 2, 2))
+    base = rng.integers(-20, 21, size=128)
+    quality = 13  # between two trained gains
+    mu, index = hyper(z, base, quality)
+    with torch.no_grad():
+        gain, _ = layer.gains(torch.tensor([quality]))
+        hyper_in = layer.hyper_input(torch.from_numpy(z).float()[None], torch.from_numpy(base).float()[None])
+        mu_f, log_sigma = layer.hyper_synthesis(hyper_in).double().chunk(2, 1)
+    sigma = (log_sigma.exp() * gain.double())[0].numpy()
+    nearest = np.abs(np.log(sigma)[..., None] - np.log(scale_table())).argmin(-1)
+    assert np.abs(index - nearest).max() <= 1
+    assert (index == nearest).mean() > 0.95
+    assert np.allclose(mu, (mu_f * gain.double())[0].numpy(), atol=0.02)
+    assert index.min() >= 0 and index.max() < SCALE_LEVELS
+
+
+def test_detail_file_round_trip(models):
+    x = generated_faces(1, seed=4)[0]
+    low, high = codec.compress_detail(models["ae"], x, 0), codec.compress_detail(models["ae"], x, 28)
+    assert low.detail == 0 and low.label == "latent 128 + detail 0"
+    assert low.data[5] & codec.DETAIL_FLAG and low.data[6] == 0
+    assert len(high.data) > len(low.data)
+    for result in (low, high):
+        assert abs(len(result.data) - result.estimated_bits / 8) < 8  # the estimate is the real coder's cost
+        image = codec.decompress(result.data, models)
+        assert image.shape == (3, 128, 128) and 0 <= image.min() and image.max() <= 1
+        kind, base_code = codec.decode_code(result.data, models)
+        assert kind == "ae" and np.count_nonzero(base_code[128:]) == 0
+
+
+def test_detail_file_needs_its_detail_weights(models, tiny_weights):
+    data = codec.compress_detail(models["vae"], generated_faces(1, seed=5)[0], 8).data
+    base_only, _ = load_models(tiny_weights)
+    with pytest.raises(codec.CodecError, match="has a detail layer"):
+        codec.decompress(data, base_only)
+    tampered = bytearray(data)
+    tampered[7] ^= 0xFF  # the detail weights tag
+    body = bytes(tampered[:-2])
+    with pytest.raises(codec.CodecError, match="detail layer was made by other weights"):
+        codec.decompress(body + struct.pack(">H", binascii.crc_hqx(body, 0)), models)
+
+
+def _with_version(data: bytes, version: int) -> bytes:
+    body = bytearray(data[:-2])
+    body[2] = version << 4 | (body[2] & 0x0F)
+    return bytes(body) + struct.pack(">H", binascii.crc_hqx(bytes(body), 0))
+
+
+def test_version_1_files_still_decode_and_future_ones_are_refused(models):
+    x = generated_faces(1, seed=6)[0]
+    current = codec.compress(models["ae"], x, 64).data
+    assert current[2] >> 4 == codec.VERSION == 2
+    old = _with_version(current, 1)
+    assert torch.equal(codec.decompress(old, models), codec.decompress(current, models))
+    with pytest.raises(codec.CodecError, match="unsupported format version 3"):
+        codec.decompress(_with_version(current, 3), models)
+
+
+def test_compress_within_holds_every_budget(models):
+    x = generated_faces(1, seed=7)[0]
+    previous = -1.0
+    for max_bytes in (24, 64, 256, 1024, 2048):
+        result = codec.compress_within(models, x, max_bytes)
+        assert len(result.data) <= max_bytes
+        quality = psnr(codec.decompress(result.data, models), x)
+        assert quality >= previous - 1e-6  # a larger budget never decodes worse: it keeps every candidate
+        previous = quality
+    only_vae = codec.compress_within({"vae": models["vae"]}, x, 512)
+    assert only_vae.kind == "vae"
+    too_small = codec.compress_within(models, x, 4)
+    assert len(too_small.data) > 4  # nothing fits: the smallest file, and the caller sees it is over
+
+
+def test_compress_cli_max_bytes(detail_weights, tmp_path, capsys):
+    photo = tmp_path / "face.png"
+    from facecomp.visual import to_pil
+
+    to_pil(generated_faces(1, seed=8)[0]).save(photo)
+    out = tmp_path / "out"
+    common = ["--weights", str(detail_weights), "--out", str(out)]
+    assert main(["compress", str(photo), "--max-bytes", "300", *common]) == 0
+    data = (out / "face.fcz").read_bytes()
+    assert len(data) <= 300
+    assert "latent" in capsys.readouterr().out
+    assert main(["compress", str(photo), "--max-bytes", "5", *common]) == 2
+    assert "no file fits 5 bytes" in capsys.readouterr().err
+
+
+def test_lower_lambdas_surgery_keeps_trained_gains():
+    layer = tiny_detail_layer("ae")
+    grown = with_lower_lambdas(layer, (0.0002, 0.0009))
+    assert grown.cfg.lambdas == (0.0002, 0.0009, *layer.cfg.lambdas)
+    assert torch.equal(grown.log_gain[2:], layer.log_gain)
+    # Initial gains follow the trained trend: smaller lambdas, smaller gains.
+    assert (grown.log_gain[0] < grown.log_gain[1]).float().mean() > 0.9
+    assert (grown.log_gain[1] < grown.log_gain[2]).float().mean() > 0.9
+
+
+def test_train_detail_cli_reaches_the_config(monkeypatch, tmp_path):
+    seen: list[DetailTrainConfig] = []
+    monkeypatch.setattr("facecomp.train_detail.train_detail", lambda cfg: seen.append(cfg) or [])
+    args = ["train-detail", "--bases", "vae", "standalone", "--minutes", "7", "--batch-size", "12", "--lr", "0.01"]
+    args += ["--resume", str(tmp_path), "--lower-lambdas", "0.0002", "0.0009", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    cfg = seen[0]
+    assert cfg.bases == ("vae", "") and cfg.minutes == 7 and cfg.batch == 12 and cfg.lr == 0.01
+    assert cfg.resume == tmp_path and cfg.lower_lambdas == (0.0002, 0.0009)
+
+
+def test_training_step_lowers_the_loss(tmp_path, detail_weights):
+    """A few steps on one batch reduce rate + distortion (the loss has working gradients)."""
+    from facecomp.train_detail import FrozenBase
+
+    models, _ = load_models(detail_weights)
+    layer = tiny_detail_layer("ae").train()
+    base = FrozenBase(models["ae"], 128, 8, "cpu")
+    x = generated_faces(4, seed=9)
+    pictures, symbols = base(x)
+    quality = torch.tensor([0, 8, 16, 28])
+    optimizer = torch.optim.Adam(layer.parameters(), lr=3e-3)
+    losses = []
+    torch.manual_seed(0)
+    for _ in range(30):
+        loss = layer.loss(layer(x, pictures, symbols, quality), quality)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_export_refuses_a_tampered_file(detail_weights, tmp_path):
+    folder = tmp_path / "w"
+    shutil.copytree(detail_weights, folder)
+    path = folder / "detail-ae.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    from facecomp.weights import WeightsError
+
+    with pytest.raises(WeightsError, match="do not match"):
+        load_models(folder)
