@@ -19,7 +19,7 @@ st.markdown(
     "The VAE's smooth latent space also lets you **morph and edit faces** by moving sliders."
 )
 
-BUDGET = 128  # bytes a face: the budget picks latent size, quantiser and detail layer
+BUDGET = 256  # bytes a face: the budget picks latent size, quantiser and detail layer
 BLURBS = {
     "Compare": "your photo against JPEG, WebP, AVIF, HEIC and JPEG XL",
     "Latent explorer": "named sliders, morphs, AE vs VAE random faces",

@@ -1,7 +1,7 @@
 """The detail layer: a spatial latent that codes what the global code misses.
 
 A .fcz file holds a base layer (the AE's or VAE's global code, the explorer's latent)
-and, for budgets above ~150 bytes, a detail layer on top of it:
+and, for budgets from ~110 bytes up, a detail layer on top of it:
 
   base     code[:base_latent] at quantiser base_q; its decoder gives x_b
   y        analysis(x, x_b): 8x8 x M, scaled by a per-channel gain that sets the quality
@@ -10,14 +10,15 @@ and, for budgets above ~150 bytes, a detail layer on top of it:
            code acts as a second hyperprior
   x_hat    x_b + synthesis(y_hat / gain, features of x_b)
 
-One network serves every quality: gain vectors for QUALITY_LAMBDAS are trained
-together (Cui et al. 2021, "asymmetric gained"), and SUBSTEPS interpolated steps sit
-between neighbours, so the encoder can fill a byte budget closely.
+One network serves every quality: a gain vector per lambda of the config is trained
+(Cui et al. 2021, "asymmetric gained"; train_detail can add lower lambdas later), and
+SUBSTEPS interpolated steps sit between neighbours, so the encoder can fill a byte
+budget closely.
 
 Determinism: the decoder must rebuild the same integer tables as the encoder on any
 CPU, or a file decodes to garbage. So the hyper synthesis runs at decoding time as an
-integer network (`IntegerHyper`, weights and activations in fixed point, numpy int64
-arithmetic: exact, order-independent), the scale index is an integer comparison, and
+integer network (`IntegerHyper`, weights and activations in fixed point, exact integer
+sums in any order), the scale index is an integer comparison, and
 the probability tables are data in the weights file, not recomputed. Only pixels come
 from float arithmetic, and pixel differences of one level across CPUs are harmless.
 """

@@ -187,7 +187,38 @@ def save_run(run: Run, out: Path, card: dict) -> Path:
     return path
 
 
+def _card(run: Run, cfg: DetailTrainConfig, step: int, minutes: float, crops: int) -> dict:
+    """What a checkpoint's card says: the run's progress and its running averages since the last one."""
+    s, n = run.stats, max(run.stats["n"], 1)
+    card = {
+        "base": run.name,
+        "steps": step,
+        "batch": cfg.batch,
+        "minutes": round(minutes, 2),
+        "device": torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device,
+        "train_crops": crops,
+        "last_loss": float(s["loss"]) / n,
+        "last_bpp": float(s["bpp"]) / n,
+        "last_psnr_mixed_qualities": -10 * math.log10(max(float(s["mse"]) / n, 1e-12)),
+        "train_config": {k: str(v) for k, v in asdict(cfg).items() if k != "detail"},
+    }
+    if cfg.resume is not None:  # the card keeps the history of a fine-tuned layer
+        card["started_from"] = json.loads((cfg.resume / f"detail-{run.name}.json").read_text())
+    return card
+
+
+def checkpoint(runs: list[Run], cfg: DetailTrainConfig, step: int, minutes: float, crops: int) -> list[Path]:
+    paths = []
+    for run in runs:
+        card = _card(run, cfg, step, minutes, crops)
+        paths.append(save_run(run, cfg.out, card))
+        print(f"step {step} {run.name}: loss {card['last_loss']:.4f} bpp {card['last_bpp']:.4f}", flush=True)
+        run.stats = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    return paths
+
+
 def train_detail(cfg: DetailTrainConfig) -> list[Path]:
+    """Train until cfg.minutes have passed; returns the final checkpoints, one per base."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -201,39 +232,20 @@ def train_detail(cfg: DetailTrainConfig) -> list[Path]:
     if cfg.lower_lambdas:  # fine-tuning new gains: train at their qualities only
         qualities = qualities[: len(cfg.lower_lambdas)]
     trained = torch.tensor(qualities, device=cfg.device)
-    start, last_save, step, paths = time.time(), time.time(), 0, []
+    start = last_save = time.time()
+    step = 0
     print(f"{len(crops)} training crops on {cfg.device}; runs: {[r.name for r in runs]}", flush=True)
     while True:
         progress = (time.time() - start) / (60 * cfg.minutes)
-        done = progress >= 1.0
-        if done or time.time() - last_save > cfg.checkpoint_seconds:
-            for run in runs:
-                s = run.stats
-                n = max(s["n"], 1)
-                card = {
-                    "base": run.name,
-                    "steps": step,
-                    "batch": cfg.batch,
-                    "minutes": round((time.time() - start) / 60, 2),
-                    "device": torch.cuda.get_device_name() if cfg.device == "cuda" else cfg.device,
-                    "train_crops": len(crops),
-                    "last_loss": float(s["loss"]) / n,
-                    "last_bpp": float(s["bpp"]) / n,
-                    "last_psnr_mixed_qualities": -10 * math.log10(max(float(s["mse"]) / n, 1e-12)),
-                    "train_config": {k: str(v) for k, v in asdict(cfg).items() if k != "detail"},
-                }
-                if cfg.resume is not None:  # the card keeps the history of a fine-tuned layer
-                    card["started_from"] = json.loads((cfg.resume / f"detail-{run.name}.json").read_text())
-                paths.append(save_run(run, cfg.out, card))
-                print(f"step {step} {run.name}: loss {card['last_loss']:.4f} bpp {card['last_bpp']:.4f}", flush=True)
-                run.stats = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+        if progress >= 1.0:
+            return checkpoint(runs, cfg, step, (time.time() - start) / 60, len(crops))
+        if time.time() - last_save > cfg.checkpoint_seconds:
+            checkpoint(runs, cfg, step, (time.time() - start) / 60, len(crops))
             last_save = time.time()
-            if done:
-                return paths[-len(runs) :]
         lr = lr_at(cfg, step, progress)
         idx = torch.randint(len(crops), (cfg.batch,), device=cfg.device)
         x = augment(crops[idx], rng).contiguous(memory_format=torch.channels_last)
-        qualities = trained[torch.randint(len(trained), (cfg.batch,), device=cfg.device)]
+        batch_qualities = trained[torch.randint(len(trained), (cfg.batch,), device=cfg.device)]
         for run in runs:
-            train_step(run, x, qualities, lr, autocast)
+            train_step(run, x, batch_qualities, lr, autocast)
         step += 1

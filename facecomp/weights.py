@@ -144,7 +144,7 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
     model.weights_sha256 = actual  # .fcz files name the weights that made them
-    model.detail = load_detail(kind, weights_dir)  # the codec's layer for budgets above ~150 bytes
+    model.detail = load_detail(kind, weights_dir)  # the codec's layer for budgets from ~110 bytes up
     return model, card
 
 
