@@ -31,7 +31,8 @@ st.subheader(f"Live example: {example}, at most {BUDGET} bytes a face")
 *face_cols, links = st.columns([1, 1, 1, 1], gap="medium")
 crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=False)
 if crop_png is not None:
-    results = ui.compare(crop_png, BUDGET, key, classic=())
+    # No identity here: dlib's first load would hold up the first page a speaker shows.
+    results = ui.compare(crop_png, BUDGET, key, classic=(), identity=False)
     for col, res in zip(face_cols, results, strict=True):
         with col:
             ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")

@@ -113,11 +113,19 @@ def _crop(data: bytes, face: int | None) -> bytes:
 
 @st.cache_data(max_entries=64, show_spinner="Compressing and measuring identity…")
 def compare(
-    crop_png: bytes, max_bytes: int, key: str, latent: int | None = None, classic: tuple[str, ...] = CLASSIC_FORMATS
+    crop_png: bytes,
+    max_bytes: int,
+    key: str,
+    latent: int | None = None,
+    classic: tuple[str, ...] = CLASSIC_FORMATS,
+    identity: bool = True,
 ) -> list[demo.Result]:
-    """demo.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic)."""
+    """demo.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic).
+
+    identity False skips dlib (its models take a second or two to load on a cold start).
+    """
     models, _ = _load(key)
-    return demo.compare(load_image(crop_png), models, max_bytes, classic, latent=latent)
+    return demo.compare(load_image(crop_png), models, max_bytes, classic, latent=latent, measure=identity)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
