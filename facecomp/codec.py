@@ -144,25 +144,21 @@ def _detail_groups(index: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return [(int(k), np.flatnonzero(flat == k)) for k in np.unique(flat)]
 
 
-def _table_model(codec: detail_layer.DetailCodec, k: int):
-    return constriction.stream.model.Categorical(codec.table(k), perfect=False)
-
-
 def _push_detail(coder, codec: detail_layer.DetailCodec, symbols: np.ndarray, index: np.ndarray) -> float:
     """Push symbols (any shape) coded with the tables of `index` (same shape); returns their bits."""
     bits, flat = 0.0, symbols.ravel()
     for k, positions in reversed(_detail_groups(index)):  # a stack: last pushed, first read
-        half = int(codec.half[k])
-        table = codec.table(k)
-        coder.encode_reverse((flat[positions] + half).astype(np.int32), _table_model(codec, k))
-        bits -= float(np.log2(np.maximum(table[flat[positions] + half] / table.sum(), 2.0**-24)).sum())
+        table, shifted = codec.table(k), flat[positions] + int(codec.half[k])
+        coder.encode_reverse(shifted.astype(np.int32), constriction.stream.model.Categorical(table, perfect=False))
+        bits -= float(np.log2(np.maximum(table[shifted] / table.sum(), 2.0**-24)).sum())
     return bits
 
 
 def _pop_detail(coder, codec: detail_layer.DetailCodec, index: np.ndarray) -> np.ndarray:
     flat = np.zeros(index.size, dtype=np.int64)
     for k, positions in _detail_groups(index):
-        flat[positions] = coder.decode(_table_model(codec, k), len(positions)).astype(np.int64) - int(codec.half[k])
+        model = constriction.stream.model.Categorical(codec.table(k), perfect=False)
+        flat[positions] = coder.decode(model, len(positions)).astype(np.int64) - int(codec.half[k])
     return flat.reshape(index.shape)
 
 
@@ -223,7 +219,7 @@ def _detail_file(model: FaceAE, prepared: _DetailInput, quality: int) -> Compres
     z_symbols, y_symbols, y_index = detail_layer.analyse(codec, prepared.features, prepared.base_symbols, quality)
     coder = constriction.stream.stack.AnsCoder()
     bits = _push_detail(coder, codec, y_symbols, y_index)
-    bits += _push_detail(coder, codec, z_symbols, np.broadcast_to(codec.hyper.z_index, z_symbols.shape))
+    bits += _push_detail(coder, codec, z_symbols, codec.hyper.z_index)
     std = prepared.base_std
     coder.encode_reverse(prepared.base_symbols, _GAUSSIAN, np.zeros_like(std), std)
     bits += _information_bits(prepared.base_symbols, std)
@@ -249,10 +245,12 @@ def _finest_detail_within(model: FaceAE, image: torch.Tensor, code: np.ndarray, 
     return best
 
 
-def compress_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> Compressed:
-    """The best file of at most `max_bytes` for one crop: every model given, every latent size
-    with its finest fitting quantiser, and the highest fitting detail quality are tried, and
-    the one that decodes closest to the image (PSNR) wins. If nothing fits, the smallest file.
+def best_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> tuple[Compressed, torch.Tensor]:
+    """The best file of at most `max_bytes` for one crop and the picture it decodes to.
+
+    Every model given, every latent size with its finest fitting quantiser, and the highest
+    fitting detail quality are tried; the one that decodes closest to the image (PSNR)
+    wins. If nothing fits, the smallest file.
     """
     candidates = []
     for model in models.values():
@@ -260,11 +258,19 @@ def compress_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: i
         candidates += [compress_code(model, code[:latent], max_bytes=max_bytes) for latent in model.cfg.ladder]
         if model.detail is not None:
             candidates.append(_finest_detail_within(model, image, code, max_bytes))
-    fitting = [c for c in candidates if c is not None and len(c.data) <= max_bytes]
+    candidates = [c for c in candidates if c is not None]
+    fitting = [c for c in candidates if len(c.data) <= max_bytes]
     if not fitting:
-        return min((c for c in candidates if c is not None), key=lambda c: len(c.data))
-    scores = [-float(((decompress(c.data, models) - image) ** 2).mean()) for c in fitting]
-    return fitting[int(np.argmax(scores))]
+        smallest = min(candidates, key=lambda c: len(c.data))
+        return smallest, decompress(smallest.data, models)
+    pictures = [decompress(c.data, models) for c in fitting]
+    best = int(np.argmin([float(((p - image) ** 2).mean()) for p in pictures]))
+    return fitting[best], pictures[best]
+
+
+def compress_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> Compressed:
+    """The best file of at most `max_bytes` for one crop (see best_within)."""
+    return best_within(models, image, max_bytes)[0]
 
 
 @torch.inference_mode()
@@ -372,9 +378,7 @@ def _decode(data: bytes, models: dict[str, FaceAE]) -> tuple[FaceAE, Header, np.
         symbols = coder.decode(_GAUSSIAN, np.zeros_like(std), std)
         if header.detail is not None:
             codec = model.detail
-            z_symbols = _pop_detail(
-                coder, codec, np.broadcast_to(codec.hyper.z_index, (len(codec.hyper.z_index), 2, 2))
-            )
+            z_symbols = _pop_detail(coder, codec, codec.hyper.z_index)
             mu, y_index = codec.hyper(z_symbols, symbols, header.detail)
             y_symbols = _pop_detail(coder, codec, y_index)
             picture = detail_layer.synthesise(

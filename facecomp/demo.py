@@ -159,7 +159,7 @@ def compare(
     at most `max_bytes` bytes.
 
     AE and VAE: with `latent` None the budget picks the latent size, quantiser and detail
-    layer (codec.compress_within); otherwise the finest quantiser at that latent size that
+    layer (codec.best_within); otherwise the finest quantiser at that latent size that
     fits. Classic codecs run at the highest quality that fits. A codec that cannot fit shows
     its smallest file, flagged extra["over_budget"] with a note of the bytes it needs.
     measure: also the identity distance of every picture to the original (dlib, slow).
@@ -173,10 +173,11 @@ def compare(
             if kind not in models:
                 continue
             if latent is None:
-                packed = codec.compress_within({kind: models[kind]}, crop_t, max_bytes)
+                packed, picture = codec.best_within({kind: models[kind]}, crop_t, max_bytes)
             else:
                 packed = codec.compress(models[kind], crop_t, latent, max_bytes=max_bytes)
-            image = to_pil(codec.decompress(packed.data, dict(models)))
+                picture = codec.decompress(packed.data, dict(models))
+            image = to_pil(picture)
             label = packed.label
             file_name = f"{stem}_{kind}_{label.replace('latent ', '').replace(' + detail ', 'd')}.fcz"
             res = _scored(kind.upper(), crop_t, image, packed.data, file_name, label)

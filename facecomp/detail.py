@@ -38,7 +38,7 @@ SUBSTEPS = 4  # interpolated qualities between two trained gains
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 64.0, 64
 TABLE_SIGMAS = 6.0  # each scale's table covers +-6 sigma; symbols beyond are clamped
 ACT_BITS, WEIGHT_BITS = 10, 16  # fixed point of the integer hyper synthesis
-IMAGE_SIZE = 128
+HYPER_SIDE = 2  # the hyper-latent z is 2x2: a 128-pixel crop after six stride-2 layers
 
 
 @dataclass
@@ -288,7 +288,9 @@ class IntegerHyper:
         self.base_bias = _fixed(layer.base_to_hyper.bias, WEIGHT_BITS + ACT_BITS)
         self.log_gain = _fixed(layer.log_gain, WEIGHT_BITS + ACT_BITS)  # (trained qualities, M)
         self.log_scale_lo, self.log_scale_step = (int(v) for v in grid)
-        self.z_index = self.scale_index(_fixed(layer.z_log_scale, WEIGHT_BITS + ACT_BITS))[:, None, None]
+        # z's scale index, one per channel, as a (Z, 2, 2) map like z itself.
+        z_index = self.scale_index(_fixed(layer.z_log_scale, WEIGHT_BITS + ACT_BITS))
+        self.z_index = np.broadcast_to(z_index[:, None, None], (len(z_index), HYPER_SIDE, HYPER_SIDE))
 
     def scale_index(self, log_sigma: np.ndarray) -> np.ndarray:
         """The nearest level of the scale table, by integer division."""

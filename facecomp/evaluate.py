@@ -9,7 +9,7 @@ Writes one JSON file that the app's benchmark page plots:
   budgets           every face's .fcz file held to a byte budget (the finest quantiser that
                     fits it), per model and latent size
   budget_table      every face held to each budget from 32 bytes to 2 KB: per model the best
-                    file that fits (codec.compress_within: latent size, quantiser, detail
+                    file that fits (codec.best_within: latent size, quantiser, detail
                     layer), per classic codec the highest quality that fits
 Identity (facecomp.identity): dlib's descriptor distance of each decoded face to its original,
 summarised as mean, median and the share kept as the same person (< 0.6), for the .fcz rows
@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from .classic import CLASSIC_FORMATS, classic_name, classic_within, encode_classic
-from .codec import DEFAULT_Q, compress_code, compress_detail, compress_within, decompress
+from .codec import DEFAULT_Q, best_within, compress_code, compress_detail, decompress
 from .faces import load_image
 from .metrics import histogram, mse, psnr, ssim, summary
 from .model import MODEL_KINDS, FaceAE
@@ -138,8 +138,8 @@ def _budget_rows(models: dict[str, FaceAE], subset: torch.Tensor, crops: list, q
     rows = []
     for max_bytes in tqdm(TABLE_BUDGETS, desc="budget table", unit="budget"):
         for kind, model in models.items():
-            files = [compress_within({kind: model}, x, max_bytes) for x in subset]
-            decoded = torch.stack([decompress(f.data, models) for f in files])
+            files, pictures = zip(*(best_within({kind: model}, x, max_bytes) for x in subset), strict=True)
+            decoded = torch.stack(pictures)
             fits = [i for i, f in enumerate(files) if len(f.data) <= max_bytes]
             row = _budget_row(
                 kind, max_bytes, len(subset), [len(files[i].data) for i in fits], decoded[fits], subset[fits]
