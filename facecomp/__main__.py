@@ -105,7 +105,11 @@ def cmd_prepare_labels(args: argparse.Namespace) -> int:
 def cmd_fit_latents(args: argparse.Namespace) -> int:
     from .latents import fit_and_save
 
-    card = fit_and_save(args.weights_file, args.data, args.labels)
+    try:
+        card = fit_and_save(args.weights_file, args.data, args.labels, directions_only=args.directions_only)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"updated {args.weights_file} (SHA-256 {card['sha256'][:12]}...)")
     return 0
 
@@ -132,9 +136,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_latent_space(args: argparse.Namespace) -> int:
     import json
 
-    from .latent_space import latent_space_report
+    from .latent_space import edits_report, latent_space_report
 
-    report = latent_space_report(args.data, args.labels, args.weights, args.sweep)
+    if args.edits_only:  # the slider edits measured again, the rest of an existing report kept
+        if args.labels is None:
+            print("error: --edits-only measures the named sliders' edits and needs --labels", file=sys.stderr)
+            return 2
+        report = json.loads(args.json.read_text()) if args.json.exists() else {}
+        report["edits"] = edits_report(args.labels, args.weights)
+    else:
+        report = latent_space_report(args.data, args.labels, args.weights, args.sweep)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.json}")
@@ -340,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights_file", type=Path)
     p.add_argument("--data", type=Path, required=True, help="folder written by `prepare`")
     p.add_argument("--labels", type=Path, default=None, help="folder written by `prepare-labels` (named directions)")
+    p.add_argument(
+        "--directions-only",
+        action="store_true",
+        help="refit only the named directions (needs --labels); the codec's statistics stay (.fcz files still decode)",
+    )
     p.set_defaults(func=cmd_fit_latents)
 
     p = sub.add_parser("sample", help="decode random codes to new faces (PNG)")
@@ -364,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", type=Path, default=None, help="a `prepare-labels` cache: also score the edits")
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
     p.add_argument("--sweep", type=Path, nargs="*", default=None, help="more VAE weights files to score (a sweep)")
+    p.add_argument(
+        "--edits-only", action="store_true", help="measure only the named sliders' edits, into the existing --json"
+    )
     p.set_defaults(func=cmd_latent_space)
 
     p = sub.add_parser("bench", help="latency, throughput and memory on this machine (JSON)")

@@ -559,15 +559,23 @@ def sweep_rows(report: dict) -> list[dict]:
 
 
 def edit_rows(report: dict) -> list[dict]:
-    """Per named slider: held-out accuracy, how often a 2σ edit flips it, how often 1σ keeps the person."""
+    """Per named slider: held-out accuracy, how often a 2σ edit flips it (read back by the VAE,
+    and by the AE as a check), how often 1σ keeps the person, and where the explorer puts it."""
+
+    def placement(row: dict) -> str:
+        if row["balanced_accuracy"] < MIN_BALANCED_ACCURACY:
+            return "not shown"
+        return "shown" if row["meets_edit_targets"] else "under more"
+
     return [
         {
             "direction": name,
             "balanced accuracy": f"{row['balanced_accuracy']:.1%}",
             "flips at 2σ": f"{row['flip_rate']:.0%}",
+            "flips, read by the AE": f"{row['flip_rate_other_model']:.0%}" if "flip_rate_other_model" in row else "",
             "person kept at ±1σ": f"{row['identity_kept']:.0%}",
-            "slider shown": "yes" if row["balanced_accuracy"] >= MIN_BALANCED_ACCURACY else "no",
             "70% flips and 80% kept": "yes" if row["meets_edit_targets"] else "no",
+            "slider": placement(row),
         }
         for name, row in sorted(report.get("edits", {}).items(), key=lambda kv: -kv[1]["balanced_accuracy"])
     ]

@@ -100,7 +100,7 @@ class Header:
 
 def weights_tag(model: FaceAE) -> bytes:
     """The 2-byte weights hash written into each file (set by load_model from the card's SHA-256)."""
-    sha = getattr(model, "weights_sha256", None)
+    sha = getattr(model, "codec_sha256", None)
     return bytes.fromhex(sha[:4]) if sha else b"\0\0"
 
 
@@ -198,6 +198,7 @@ class _DetailInput:
 
     base_symbols: np.ndarray
     base_std: np.ndarray
+    base_picture: torch.Tensor
     features: torch.Tensor
 
 
@@ -208,7 +209,8 @@ def _prepare_detail(model: FaceAE, image: torch.Tensor, code: np.ndarray | None 
     cfg = codec.layer.cfg
     code = encode_latent(model, image) if code is None else code
     symbols, std = _quantise(model, code[: cfg.base_latent], cfg.base_q)
-    return _DetailInput(symbols, std, detail_layer.features(codec, image, _base_picture(model, symbols, cfg.base_q)))
+    base = _base_picture(model, symbols, cfg.base_q)
+    return _DetailInput(symbols, std, base, detail_layer.features(codec, image, base))
 
 
 def _detail_file(model: FaceAE, prepared: _DetailInput, quality: int) -> Compressed:
@@ -231,8 +233,20 @@ def compress_detail(model: FaceAE, image: torch.Tensor, quality: int) -> Compres
     return _detail_file(model, _prepare_detail(model, image), quality)
 
 
-def _finest_detail_within(model: FaceAE, image: torch.Tensor, code: np.ndarray, max_bytes: int) -> Compressed | None:
-    """The highest detail quality whose file fits (sizes grow with quality: binary search)."""
+def _detail_picture(model: FaceAE, prepared: _DetailInput, quality: int) -> torch.Tensor:
+    """The picture the detail file at `quality` decodes to, computed on the encoder's side:
+    the same integer tables and float operations as decompress, without entropy decoding."""
+    codec = model.detail
+    z_symbols, y_symbols, _ = detail_layer.analyse(codec, prepared.features, prepared.base_symbols, quality)
+    mu, _ = codec.hyper(z_symbols, prepared.base_symbols, quality)
+    return detail_layer.synthesise(codec, y_symbols, mu, prepared.base_picture, quality)
+
+
+def _finest_detail_within(
+    model: FaceAE, image: torch.Tensor, code: np.ndarray, max_bytes: int
+) -> tuple[Compressed, torch.Tensor] | None:
+    """The highest detail quality whose file fits (sizes grow with quality: binary search),
+    with its picture; None when even the lowest does not fit."""
     prepared = _prepare_detail(model, image, code)
     lo, hi, best = 0, model.detail.layer.cfg.qualities - 1, None
     while lo <= hi:
@@ -242,7 +256,19 @@ def _finest_detail_within(model: FaceAE, image: torch.Tensor, code: np.ndarray, 
             best, lo = result, mid + 1
         else:
             hi = mid - 1
-    return best
+    return None if best is None else (best, _detail_picture(model, prepared, best.detail))
+
+
+def _base_candidates(model: FaceAE, code: np.ndarray, max_bytes: int) -> list[tuple[Compressed, torch.Tensor]]:
+    """Per latent size the finest base file within max_bytes (else the smallest), each with a
+    float32 preview of its picture from one batched decode: ranking needs no bit-exact pixels."""
+    files = [compress_code(model, code[:latent], max_bytes=max_bytes) for latent in model.cfg.ladder]
+    codes = torch.from_numpy(
+        np.stack([_dequantise(model, _quantise(model, code[: f.latent], f.q)[0], f.q) for f in files])
+    ).float()
+    with torch.no_grad():
+        previews = model.decode(codes.to(next(model.parameters()).device)).clamp(0, 1).float().cpu()
+    return list(zip(files, previews, strict=True))
 
 
 def best_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> tuple[Compressed, torch.Tensor]:
@@ -255,17 +281,16 @@ def best_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) 
     candidates = []
     for model in models.values():
         code = encode_latent(model, image)
-        candidates += [compress_code(model, code[:latent], max_bytes=max_bytes) for latent in model.cfg.ladder]
-        if model.detail is not None:
-            candidates.append(_finest_detail_within(model, image, code, max_bytes))
-    candidates = [c for c in candidates if c is not None]
-    fitting = [c for c in candidates if len(c.data) <= max_bytes]
+        candidates += _base_candidates(model, code, max_bytes)
+        if model.detail is not None and (found := _finest_detail_within(model, image, code, max_bytes)):
+            candidates.append(found)
+    fitting = [c for c in candidates if len(c[0].data) <= max_bytes]
     if not fitting:
-        smallest = min(candidates, key=lambda c: len(c.data))
+        smallest = min((file for file, _ in candidates), key=lambda f: len(f.data))
         return smallest, decompress(smallest.data, models)
-    pictures = [decompress(c.data, models) for c in fitting]
-    best = int(np.argmin([float(((p - image) ** 2).mean()) for p in pictures]))
-    return fitting[best], pictures[best]
+    best, picture = min(fitting, key=lambda c: float(((c[1] - image) ** 2).mean()))
+    # A detail picture is already the decoder's; a base one was a float32 preview.
+    return best, picture if best.detail is not None else decompress(best.data, models)
 
 
 def compress_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> Compressed:

@@ -129,16 +129,20 @@ def _mark_over(res: Result, max_bytes: int) -> Result:
     return res
 
 
+# dlib runs in a process of its own: it holds the GIL, which would stall the app's other sessions.
+_descriptors = identity.DescriptorWorker()
+
+
 def measure_identity(results: Sequence[Result]) -> None:
     """Set the identity of each result after the first (the original): the dlib descriptor
-    distance of its picture to the original's. One descriptors call for all (~0.1 s a picture); without dlib or its
-    model files every identity stays None."""
+    distance of its picture to the original's (~0.1 s a picture). Without dlib or its model
+    files, or if the worker process died (it restarts on the next call), identities stay None."""
     shown = [r for r in results if r.image is not None]
     if len(shown) < 2:
         return
     try:
-        found = identity.descriptors([r.image for r in shown], workers=1)
-    except ImportError:
+        found = _descriptors([r.image for r in shown])
+    except (ImportError, RuntimeError):
         return
     for res, dist in zip(
         shown[1:], identity.distances(found[1:], np.broadcast_to(found[0], found[1:].shape)), strict=True

@@ -222,29 +222,44 @@ def _fixed(x: torch.Tensor, bits: int) -> np.ndarray:
 EXACT_FLOAT_BOUND = 2.0**52  # integers below this are exact in float64, and so is any sum of them
 
 
+def _exact_in_float64(weight_sums: np.ndarray, x: np.ndarray, b: np.ndarray) -> bool:
+    """Whether every partial sum of a layer is provably an integer below 2^52: then float64
+    arithmetic is exact in any order, with or without FMA, on any CPU. weight_sums: sum of
+    |w| over everything one output adds up; the margin covers the rounding of the bound itself."""
+    bound = float(weight_sums.max()) * float(np.abs(x).max(initial=0)) + float(np.abs(b).max(initial=0))
+    return bound < EXACT_FLOAT_BOUND / 2
+
+
+def _in_float64(op, x: np.ndarray, w: np.ndarray, b: np.ndarray, **kwargs) -> np.ndarray:
+    args = (torch.from_numpy(a.astype(np.float64)) for a in (x[None], w, b))
+    with torch.no_grad():
+        return op(*args, **kwargs)[0].numpy().astype(np.int64)
+
+
 def _int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, padding: int) -> np.ndarray:
     """Exact integer 2-D convolution, stride 1: x (C, H, W), w (O, C, k, k), b (O,).
 
-    Runs as a float64 matrix product when every partial sum is provably an integer below
-    2^52 (then each addition is exact, in any order, with or without FMA), else in int64.
+    A float64 convolution when that is provably exact (_exact_in_float64), else int64.
     """
+    if _exact_in_float64(np.abs(w).sum(axis=(1, 2, 3)), x, b):
+        return _in_float64(F.conv2d, x, w, b, padding=padding)
     k = w.shape[-1]
     xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
     windows = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))  # C, H, W, k, k
     h, wd = windows.shape[1:3]
     cols = windows.transpose(0, 3, 4, 1, 2).reshape(-1, h * wd)
-    weights = w.reshape(len(w), -1)
-    bound = np.abs(weights).astype(np.float64) @ np.abs(cols).astype(np.float64) + np.abs(b)[:, None]
-    if bound.max() < EXACT_FLOAT_BOUND / 2:  # margin for the rounding of the bound itself
-        out = (weights.astype(np.float64) @ cols.astype(np.float64)).astype(np.int64)
-    else:
-        out = np.einsum("ij,jk->ik", weights, cols)
+    out = np.einsum("ij,jk->ik", w.reshape(len(w), -1), cols)
     return (out + b[:, None]).reshape(len(w), h, wd)
 
 
 def _int_deconv(x: np.ndarray, w: np.ndarray, b: np.ndarray, padding: int, output_padding: int) -> np.ndarray:
-    """Exact integer transposed convolution with stride 2, as a convolution of the
-    zero-dilated input with the flipped kernel: w is (C_in, O, k, k) as torch stores it."""
+    """Exact integer transposed convolution with stride 2: w is (C_in, O, k, k) as torch stores it.
+
+    In float64 when provably exact, else as an int64 convolution of the zero-dilated input
+    with the flipped kernel.
+    """
+    if _exact_in_float64(np.abs(w).sum(axis=(0, 2, 3)), x, b):
+        return _in_float64(F.conv_transpose2d, x, w, b, stride=2, padding=padding, output_padding=output_padding)
     c, h, wd = x.shape
     k = w.shape[-1]
     dilated = np.zeros((c, 2 * h - 1, 2 * wd - 1), dtype=np.int64)

@@ -67,7 +67,6 @@ def named_directions(model: FaceAE, edits: dict[str, dict] | None = None) -> lis
         accuracy = float(model.direction_accuracy[j])
         if accuracy < MIN_BALANCED_ACCURACY:
             continue
-        weights = model.direction_weights[j].float()
         note = f"held-out balanced accuracy {accuracy:.0%}"
         row = (edits or {}).get(name)
         if row:
@@ -75,18 +74,26 @@ def named_directions(model: FaceAE, edits: dict[str, dict] | None = None) -> lis
                 f"; a 2σ move flips it in {row['flip_rate']:.0%} of faces, "
                 f"a 1σ move keeps the person in {row['identity_kept']:.0%}"
             )
-        found.append(Direction(name, weights / weights.norm(), float(model.direction_std[j]), note))
+        found.append(Direction(name, model.direction_vector(j), float(model.direction_std[j]), note))
     return found
 
 
 def editor_directions(
     model: FaceAE, edits: dict[str, dict] | None = None, n_main: int = 8
 ) -> tuple[list[Direction], list[Direction]]:
-    """The explorer's sliders: (shown, under "more"). The named directions are shown and the
-    main (principal) directions go under "more", unless no named direction passes the bar."""
+    """The explorer's sliders: (shown, under "more").
+
+    Shown: the named directions whose measured edit does what it says (`meets_edit_targets`
+    in `edits`; all of them when nothing was measured). Under "more": the other named
+    directions, then the main (principal) directions, which are shown instead when no
+    named direction qualifies.
+    """
     named = named_directions(model, edits)
+    rows = edits or {}
+    good = [d for d in named if rows.get(d.name, {}).get("meets_edit_targets", True)]
+    weak = [d for d in named if not rows.get(d.name, {}).get("meets_edit_targets", True)]
     main = directions(model, n_main)
-    return (named, main) if named else (main, [])
+    return (good, weak + main) if good else (main, weak)
 
 
 def move(base: torch.Tensor, dirs: Sequence[Direction], sigmas: Sequence[float]) -> torch.Tensor:

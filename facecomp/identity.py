@@ -9,20 +9,32 @@ blurriest reconstructions, which are exactly the ones a metric has to score.
 The model files ship inside the `face-recognition-models` package; its __init__ imports
 pkg_resources (gone from new setuptools), so the files are located with find_spec instead.
 Nothing is downloaded.
+
+dlib holds Python's GIL while it computes (~0.1 s a face; measured here, another thread
+ran at 5% of its speed meanwhile). In the app's server that froze every session, so the
+app measures through `DescriptorWorker`, a child process of its own (`python -m
+facecomp.identity`), which imports neither torch nor anything else heavy.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
-from scipy import linalg
+
+if TYPE_CHECKING:  # torch is imported lazily: the worker process must stay small
+    import torch
 
 SAME_PERSON = 0.6  # dlib's published threshold on descriptor distance
 MEASURE_SIZE = 256
@@ -49,7 +61,9 @@ def _dlib_models():
 
 def _as_uint8(images: torch.Tensor | list[Image.Image]) -> list[np.ndarray]:
     """(N, 3, H, W) floats in [0, 1], or PIL images -> HxWx3 uint8 arrays at the measuring size."""
-    if isinstance(images, torch.Tensor):
+    if not isinstance(images, list | tuple):  # a tensor
+        import torch
+
         arrays = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         pils = [Image.fromarray(a, "RGB") for a in arrays]
     else:
@@ -104,7 +118,80 @@ def summary(dist: np.ndarray) -> dict[str, float]:
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two sets of descriptors (the FID formula)."""
+    from scipy import linalg
+
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = np.real(linalg.sqrtm(cov_a @ cov_b))
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+# ---- dlib in a process of its own, for the app -------------------------------------------
+
+_FRAME = struct.Struct("<Q")  # each message: its length, then a pickle (only ever to our own child)
+
+
+def _send(stream: BinaryIO, obj: object) -> None:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> object | None:
+    header = stream.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None  # the other side is gone
+    return pickle.loads(stream.read(_FRAME.unpack(header)[0]))
+
+
+def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """The worker's loop: lists of uint8 arrays in, ("ok", descriptors) or ("error", type, text) out."""
+    while (arrays := _receive(requests)) is not None:
+        try:
+            _send(replies, ("ok", _descriptors_of(arrays)))
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it there
+            _send(replies, ("error", type(err).__name__, str(err)))
+
+
+class DescriptorWorker:
+    """descriptors() in one long-lived child process, started on first use and restarted if
+    it died; one request at a time (dlib uses one core). Raises ImportError without dlib."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+
+    def __call__(self, images: torch.Tensor | list[Image.Image]) -> np.ndarray:
+        arrays = _as_uint8(images)
+        if not arrays:
+            return np.zeros((0, 128))
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "facecomp.identity"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    cwd=Path(__file__).resolve().parent.parent,  # where `facecomp` is importable
+                )
+            try:
+                _send(self._proc.stdin, arrays)
+                reply = _receive(self._proc.stdout)
+            except (BrokenPipeError, OSError):
+                reply = None
+        if reply is None:
+            raise RuntimeError("the identity worker process ended unexpectedly")
+        if reply[0] == "ok":
+            return reply[1]
+        _, kind, text = reply
+        raise (ImportError if kind in ("ImportError", "ModuleNotFoundError") else RuntimeError)(text)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.stdin.close()  # the worker's loop ends at end of input
+                self._proc.wait(timeout=10)
+            self._proc = None
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -22,7 +22,7 @@ from .attributes import Labelled, load_labels
 from .data import CropCache
 from .latents import all_codes
 from .model import LATENT_LADDER, FaceAE
-from .weights import load_model, load_models, read_model
+from .weights import load_models, read_model
 
 FD_FACES = 2000  # real faces and decoded samples per FD-dlib, for the shipped models
 SWEEP_FD_FACES = 1000  # the same for each run of a sweep (dlib takes ~0.1 s a face on a CPU core)
@@ -82,12 +82,18 @@ def model_report(model: FaceAE, card: dict, real: tuple[torch.Tensor, np.ndarray
 
 
 @torch.inference_mode()
-def edit_report(model: FaceAE, labelled: Labelled, n_faces: int = EDIT_FACES, seed: int = 0) -> dict[str, dict]:
+def edit_report(
+    model: FaceAE, labelled: Labelled, n_faces: int = EDIT_FACES, seed: int = 0, checker: FaceAE | None = None
+) -> dict[str, dict]:
     """Per named direction, on held-out labelled faces (decoded by the model first):
 
-    - flip rate: move 2 sigma towards the other side of the classifier (towards 'has it' for
-      faces labelled without it, away for faces labelled with it), decode, re-encode, and
-      count how often the same linear classifier now says the opposite of the label;
+    - flip rate: move 2 sigma along the slider towards the other side of the classifier
+      (towards 'has it' for faces labelled without it, away for faces labelled with it),
+      decode, re-encode, and count how often the same linear classifier now says the
+      opposite of the label;
+    - the same flip read by `checker` (the other model: its own encoder and classifier,
+      which the slider vector was not fitted through), so a move that only fools the
+      model's own encoder shows up as a gap between the two rates;
     - identity kept: the share of +-1 sigma moves whose decoding dlib still calls the
       same person as the unmoved decoding.
     """
@@ -96,11 +102,11 @@ def edit_report(model: FaceAE, labelled: Labelled, n_faces: int = EDIT_FACES, se
     pick = torch.from_numpy(rng.permutation(val_idx)[:n_faces])
     codes = all_codes(model, labelled.images[pick])
     base_desc = identity.descriptors(decode_all(model, codes))
+    checked = {} if checker is None else {name: j for j, name in enumerate(checker.cfg.directions)}
     report = {}
     for j, name in enumerate(model.cfg.directions):
         weights, offset = model.direction_weights[j].float(), float(model.direction_offset[j])
-        unit = weights / weights.norm()
-        sigma = float(model.direction_std[j])
+        unit, sigma = model.direction_vector(j), float(model.direction_std[j])
         row = {"balanced_accuracy": float(model.direction_accuracy[j]), "sigma": sigma}
         predicted = codes @ weights + offset > 0
         if name in labelled.names:  # the label says which side a face is on
@@ -108,9 +114,14 @@ def edit_report(model: FaceAE, labelled: Labelled, n_faces: int = EDIT_FACES, se
         else:  # age, a regression: the side of the median age it was scored against
             before = predicted
         towards = torch.where(before, -1.0, 1.0)  # remove it where present, add it where absent
-        moved = codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit
-        recoded = all_codes(model, (decode_all(model, moved) * 255).round().to(torch.uint8))
-        row["flip_rate"] = float(((recoded @ weights + offset > 0) != before).float().mean())
+        edited = (decode_all(model, codes + (EDIT_SIGMAS * sigma * towards)[:, None] * unit) * 255).round()
+        recoded = all_codes(model, edited.to(torch.uint8))
+        row["flip_rate"] = float(((recoded @ weights + offset > 0) != before).double().mean())  # 70/100 is 0.7
+        if name in checked:
+            k = checked[name]
+            logits = all_codes(checker, edited.to(torch.uint8)) @ checker.direction_weights[k].float()
+            says_it = logits + float(checker.direction_offset[k]) > 0
+            row["flip_rate_other_model"] = float((says_it != before).double().mean())
         kept = []
         for sign in (1.0, -1.0):
             moved = codes + sign * IDENTITY_SIGMAS * sigma * unit
@@ -158,6 +169,11 @@ def latent_space_report(
             result["sweep"].append({"weights": str(path), "epochs": card.get("epochs"), **row})
             print(path, row["kl_weight"], json.dumps(row["fd_dlib"]), flush=True)
     if labels is not None:
-        vae, _ = load_model("vae", weights_dir)
-        result["edits"] = edit_report(vae, load_labels(labels))
+        result["edits"] = edits_report(labels, weights_dir)
     return result
+
+
+def edits_report(labels: Path, weights_dir: Path | None = None) -> dict[str, dict]:
+    """The explorer's (VAE's) named-slider edits, cross-checked by the AE's classifiers."""
+    models, _ = load_models(weights_dir)
+    return edit_report(models["vae"], load_labels(labels), checker=models["ae"])

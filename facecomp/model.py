@@ -134,16 +134,26 @@ class FaceAE(nn.Module):
         # The fitted sampler: a Gaussian over training codes (mean above, Cholesky factor here).
         self.register_buffer("latent_chol", torch.eye(n))
         # Named directions (facecomp.attributes): a linear classifier per attribute, the
-        # logit being codes @ weights + offset; its held-out balanced accuracy; the spread
-        # of training codes along its unit direction (a slider's sigma).
+        # logit being codes @ weights + offset; its held-out balanced accuracy; the unit
+        # vector its slider moves along (facecomp.latents.edit_vectors; zero in files older
+        # than it: then the classifier's normal) and the spread of training codes along
+        # that vector (a slider's sigma).
         self.register_buffer("direction_weights", torch.zeros(d, n))
         self.register_buffer("direction_offset", torch.zeros(d))
         self.register_buffer("direction_accuracy", torch.zeros(d))
+        self.register_buffer("direction_vectors", torch.zeros(d, n))
         self.register_buffer("direction_std", torch.ones(d))
         self.detail = None  # a facecomp.detail.DetailCodec, attached by weights.load_model when shipped
 
     def _encoder_outputs(self) -> int:
         return self.cfg.max_latent
+
+    def direction_vector(self, j: int) -> torch.Tensor:
+        """The unit vector named direction j's slider moves along."""
+        vector = self.direction_vectors[j].float()
+        if not vector.any():  # weights fitted before edit vectors existed
+            vector = self.direction_weights[j].float()
+        return vector / vector.norm().clamp_min(1e-12)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

@@ -5,6 +5,8 @@ computations it caches live in demo, explore, visual and charts.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,11 @@ NAV = (
 
 
 INFERENCE_THREADS = 1
+# Work that takes a core for a second or more (a Compare run, a photo's detection, sample
+# grids, a morph GIF) waits for one of these slots, so that however many visitors upload at
+# once, a slider move competes with at most this many of them for the CPU.
+HEAVY_SLOTS = max(1, os.cpu_count() or 1)
+_heavy = threading.BoundedSemaphore(HEAVY_SLOTS)
 _CSS = '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
 
 
@@ -103,7 +110,8 @@ def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _photo(data: bytes) -> demo.Photo:
-    return demo.open_photo(data)
+    with _heavy:
+        return demo.open_photo(data)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -125,7 +133,8 @@ def compare(
     identity False skips dlib (its models take a second or two to load on a cold start).
     """
     models, _ = _load(key)
-    return demo.compare(load_image(crop_png), models, max_bytes, classic, latent=latent, measure=identity)
+    with _heavy:
+        return demo.compare(load_image(crop_png), models, max_bytes, classic, latent=latent, measure=identity)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -164,7 +173,8 @@ def fcz_code(data: bytes, key: str) -> np.ndarray:
 @st.cache_data(max_entries=32, show_spinner="Drawing samples…")
 def samples(kind: str, source: str, temperature: float, seed: int, n: int, columns: int, key: str) -> bytes:
     models, _ = _load(key)
-    return png_bytes(enlarge(explore.sample_grid(models[kind], n, seed, columns, source, temperature), 2))
+    with _heavy:
+        return png_bytes(enlarge(explore.sample_grid(models[kind], n, seed, columns, source, temperature), 2))
 
 
 @st.cache_data(show_spinner=False)
@@ -178,7 +188,8 @@ def morph_gif(a: bytes, b: bytes, frames: int, key: str) -> bytes:
     """The morph as an animated GIF; codes passed as float32 bytes so they hash."""
     models, _ = _load(key)
     za, zb = (torch.from_numpy(np.frombuffer(x, dtype=np.float32).copy()) for x in (a, b))
-    return explore.gif_bytes(explore.morph_frames(models["vae"], za, zb, frames))
+    with _heavy:
+        return explore.gif_bytes(explore.morph_frames(models["vae"], za, zb, frames))
 
 
 # ---- widgets ------------------------------------------------------------------------

@@ -19,6 +19,10 @@ SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 RETRAIN_HINT = "see README 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
 
 
+# The card field naming the earlier weights file whose codec (encoder, decoder, code
+# statistics) this one shares unchanged.
+CODEC_SHA_FIELD = "codec_sha256"
+
 # Statistics older files carry that the model no longer has (age is now a named direction).
 RETIRED_BUFFERS = {"age_direction"}
 
@@ -143,7 +147,9 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict
         model = read_model(path, card["config"])
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
-    model.weights_sha256 = actual  # .fcz files name the weights that made them
+    # .fcz files name the weights whose codec made them; a refit of the named directions
+    # alone keeps the codec and so the name (latents.fit_and_save).
+    model.codec_sha256 = card.get(CODEC_SHA_FIELD, actual)
     model.detail = load_detail(kind, weights_dir)  # the codec's layer for budgets from ~110 bytes up
     return model, card
 

@@ -93,10 +93,11 @@ if latent_report:
         st.markdown("**Named sliders on held-out labelled faces**")
         st.dataframe(charts.edit_rows(latent_report), hide_index=True)
         st.caption(
-            "Flips: faces moved 2σ towards the other side, decoded, re-encoded and classified again. "
-            "Person kept: dlib calls the ±1σ edit the same person as the unedited decoding. "
-            "A slider is shown when its classifier reaches 85% balanced accuracy on held-out faces; "
-            "the latent-space issue asks its edits for 70% flips and 80% kept."
+            "Flips: faces moved 2σ along the slider towards the other side, decoded, re-encoded and classified "
+            "again by the VAE's classifier; as a check, also by the AE's own encoder and classifier, which the "
+            "slider was not fitted through. Person kept: dlib calls the ±1σ edit the same person as the unedited "
+            "decoding. A slider exists when its classifier reaches 85% balanced accuracy on held-out faces, and "
+            "is shown by default when its edits reach 70% flips and 80% kept."
         )
 else:
     st.info("No latent-space report yet: create it with `python -m facecomp latent-space`.")

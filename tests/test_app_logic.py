@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facecomp import charts, codec, demo, explore, identity
+from facecomp import charts, codec, demo, explore
 from facecomp.faces import FaceBox, ImageLoadError
 from facecomp.visual import draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
@@ -99,7 +99,7 @@ def test_compare_without_dlib_has_no_identity(
     def missing(*args: object, **kwargs: object) -> None:
         raise ImportError("no dlib here")
 
-    monkeypatch.setattr(identity, "descriptors", missing)
+    monkeypatch.setattr(demo, "_descriptors", missing)  # what the worker raises without dlib
     results = demo.compare(crop, tiny_models, 64, classic=("WebP",))
     assert all(r.identity is None and r.identity_text == "" for r in results)
 
@@ -152,7 +152,9 @@ def test_directions_move_and_named(models: dict) -> None:
     assert [d.name for d in named] == ["Smiling", "Age"]
     edits = {"Smiling": {"flip_rate": 0.5, "identity_kept": 0.9, "meets_edit_targets": False}}
     assert "flips it in 50%" in explore.named_directions(vae, edits)[0].note
-    shown, more = explore.editor_directions(vae, edits)
+    shown, more = explore.editor_directions(vae, edits)  # Smiling's edit misses: under "more"
+    assert [d.name for d in shown] == ["Age"] and [d.name for d in more[:2]] == ["Smiling", "Main direction 1"]
+    shown, more = explore.editor_directions(vae)  # nothing measured: every named direction shown
     assert [d.name for d in shown] == ["Smiling", "Age"] and more[0].name == "Main direction 1"
     assert explore.named_directions(ae) == []
     base = explore.random_code(vae, 3, "prior")

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from facecomp import codec
 from facecomp.__main__ import main
@@ -63,21 +62,43 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
 
 
-def test_integer_convolutions_are_exact():
-    rng = np.random.default_rng(0)
-    x = rng.integers(-(2**20), 2**20, size=(5, 4, 4))
+def _reference_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, padding: int) -> np.ndarray:
+    """Stride-1 convolution in Python integers (no overflow, no rounding), slowly."""
+    xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding))).astype(object)
+    k = w.shape[-1]
+    h, wd = xp.shape[1] - k + 1, xp.shape[2] - k + 1
+    out = np.empty((len(w), h, wd), dtype=object)
+    for o in range(len(w)):
+        for i in range(h):
+            for j in range(wd):
+                out[o, i, j] = int((xp[:, i : i + k, j : j + k] * w[o].astype(object)).sum()) + int(b[o])
+    return out
+
+
+def _reference_deconv(x: np.ndarray, w: np.ndarray, b: np.ndarray, padding: int, output_padding: int) -> np.ndarray:
+    """Stride-2 transposed convolution by scattering each input into the output, in Python integers."""
+    c, h, wd = x.shape
+    k = w.shape[-1]
+    size = 2 * (h - 1) - 2 * padding + k + output_padding
+    full = np.zeros((w.shape[1], size + 2 * padding + k, size + 2 * padding + k), dtype=object)
+    for ci in range(c):
+        for i in range(h):
+            for j in range(wd):
+                full[:, 2 * i : 2 * i + k, 2 * j : 2 * j + k] += int(x[ci, i, j]) * w[ci].astype(object)
+    return full[:, padding : padding + size, padding : padding + size] + b.astype(object)[:, None, None]
+
+
+@pytest.mark.parametrize("scale", [20, 40])  # 2^20 inputs run in float64, 2^40 ones must fall back to int64
+def test_integer_convolutions_are_exact(scale: int):
+    rng = np.random.default_rng(scale)
+    x = rng.integers(-(2**scale), 2**scale, size=(5, 4, 4))
     w = rng.integers(-(2**16), 2**16, size=(6, 5, 3, 3))
     b = rng.integers(-(2**30), 2**30, size=6)
-    as_float = [torch.from_numpy(a.astype(np.float64)) for a in (x, w, b)]
-    expected = F.conv2d(as_float[0][None], as_float[1], as_float[2], padding=1)[0]
-    assert np.array_equal(_int_conv(x, w, b, 1), expected.numpy().astype(np.int64))
+    assert np.array_equal(_int_conv(x, w, b, 1), _reference_conv(x, w, b, 1).astype(np.int64))
     wt = rng.integers(-(2**16), 2**16, size=(5, 6, 5, 5))  # transposed: (in, out, k, k)
-    expected = F.conv_transpose2d(
-        as_float[0][None], torch.from_numpy(wt.astype(np.float64)), as_float[2], stride=2, padding=2, output_padding=1
-    )[0]
     got = _int_deconv(x, wt, b, 2, 1)
     assert got.shape == (6, 8, 8)
-    assert np.array_equal(got, expected.numpy().astype(np.int64))
+    assert np.array_equal(got, _reference_deconv(x, wt, b, 2, 1).astype(np.int64))
 
 
 def test_integer_hyper_matches_the_float_network():
@@ -155,6 +176,18 @@ def test_compress_within_holds_every_budget(models):
     assert only_vae.kind == "vae"
     too_small = codec.compress_within(models, x, 4)
     assert len(too_small.data) > 4  # nothing fits: the smallest file, and the caller sees it is over
+
+
+def test_best_within_returns_the_decoders_picture(models):
+    """Candidates are ranked on previews; the picture handed back must be the one decompress gives."""
+    x = generated_faces(1, seed=7)[0]
+    for max_bytes in (64, 1024):
+        file, picture = codec.best_within(models, x, max_bytes)
+        assert torch.equal(picture, codec.decompress(file.data, models))
+    # The detail candidate's picture is computed on the encoder's side (it wins with trained weights).
+    ae = models["ae"]
+    file, picture = codec._finest_detail_within(ae, x, codec.encode_latent(ae, x), 1024)
+    assert file.detail is not None and torch.equal(picture, codec.decompress(file.data, models))
 
 
 def test_compress_cli_max_bytes(detail_weights, tmp_path, capsys):

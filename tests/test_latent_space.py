@@ -130,6 +130,20 @@ def test_identity_tells_people_apart(crops: dict[str, Image.Image]) -> None:
     assert np.allclose(identity.descriptors(tensors, workers=1), desc[[0, 2]], atol=1e-6)  # tensors or PIL alike
 
 
+def test_descriptor_worker_matches_in_process_and_restarts(crops: dict[str, Image.Image]) -> None:
+    images = [crops["astronaut"], crops["grace"]]
+    expected = identity.descriptors(images, workers=1)
+    worker = identity.DescriptorWorker()
+    try:
+        assert np.array_equal(worker(images), expected)
+        worker._proc.kill()  # a crashed worker: the next call starts a new one
+        worker._proc.wait()
+        assert np.array_equal(worker(images), expected)
+        assert worker([]).shape == (0, 128)
+    finally:
+        worker.close()
+
+
 def test_frechet_distance() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(size=(3000, 4))

@@ -210,6 +210,6 @@ def test_load_models_loads_every_kind_with_its_card(tiny_weights: Path) -> None:
 
     models, cards = load_models(tiny_weights)
     assert tuple(models) == tuple(cards) == MODEL_KINDS
-    assert all(models[k].cfg.kind == k and cards[k]["sha256"] == models[k].weights_sha256 for k in MODEL_KINDS)
+    assert all(models[k].cfg.kind == k and cards[k]["sha256"] == models[k].codec_sha256 for k in MODEL_KINDS)
     only_vae, _ = load_models(tiny_weights, ["vae"])
     assert list(only_vae) == ["vae"]
