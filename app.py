@@ -43,5 +43,5 @@ with links:
         st.caption(BLURBS[label])
 
 st.subheader("Loaded weights")
-st.dataframe(demo.card_rows(cards), hide_index=True)
+st.markdown(demo.markdown_table(demo.card_rows(cards)))
 st.caption(f"From `{default_weights_dir()}` (set FACECOMP_WEIGHTS_DIR to use others). SHA-256 verified on load.")

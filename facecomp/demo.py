@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +22,14 @@ from .model import MODEL_KINDS, FaceAE
 from .visual import png_bytes, to_pil, to_tensor
 
 PIXELS = CROP_SIZE * CROP_SIZE
+COMPARE_WORKERS = 2  # threads one comparison runs its codecs on
 
 
 def _astronaut() -> bytes:
-    from skimage import data
-
-    return png_bytes(Image.fromarray(data.astronaut()))
+    # The PNG inside scikit-image's package, read as it is: importing skimage.data and
+    # re-encoding the picture took 0.15 s of the first page.
+    spec = importlib.util.find_spec("skimage")
+    return (Path(spec.origin).parent / "data" / "astronaut.png").read_bytes()
 
 
 def _grace_hopper() -> bytes:
@@ -172,26 +177,35 @@ def compare(
     crop_t = to_tensor(crop)
     lossless = png_bytes(crop)
     results = [Result("Original", crop, len(lossless), data=lossless, file_name=f"{stem}.png", note="lossless PNG")]
-    with torch.inference_mode():
-        for kind in MODEL_KINDS:
-            if kind not in models:
-                continue
+
+    def model_result(kind: str) -> Result:
+        with torch.inference_mode():
             if latent is None:
                 packed, picture = codec.best_within({kind: models[kind]}, crop_t, max_bytes)
             else:
                 packed = codec.compress(models[kind], crop_t, latent, max_bytes=max_bytes)
                 picture = codec.decompress(packed.data, dict(models))
-            image = to_pil(picture)
-            label = packed.label
-            file_name = f"{stem}_{kind}_{label.replace('latent ', '').replace(' + detail ', 'd')}.fcz"
-            res = _scored(kind.upper(), crop_t, image, packed.data, file_name, label)
-            res.extra["estimated_bytes"] = packed.estimated_bits / 8
-            results.append(_mark_over(res, max_bytes))
-    for fmt in classic:
-        found = classic_within(crop, fmt, max_bytes)
+        label = packed.label
+        file_name = f"{stem}_{kind}_{label.replace('latent ', '').replace(' + detail ', 'd')}.fcz"
+        res = _scored(kind.upper(), crop_t, to_pil(picture), packed.data, file_name, label)
+        res.extra["estimated_bytes"] = packed.estimated_bits / 8
+        return _mark_over(res, max_bytes)
+
+    def classic_result(fmt: str) -> Result:
+        # A copy each: Pillow's save() keeps its options on the image object, so two threads
+        # saving one image swap qualities (measured: "quality 100" files of 495 bytes).
+        found = classic_within(crop.copy(), fmt, max_bytes)
         file_name = f"{stem}_q{found.quality}.{CLASSIC_EXT.get(fmt, fmt.lower())}"
         res = _scored(classic_name(fmt), crop_t, found.image, found.data, file_name, f"quality {found.quality}")
-        results.append(_mark_over(res, max_bytes))
+        return _mark_over(res, max_bytes)
+
+    jobs = [partial(model_result, kind) for kind in MODEL_KINDS if kind in models]
+    jobs += [partial(classic_result, fmt) for fmt in classic]
+    # The searches are independent and torch and the image codecs release the GIL: on two
+    # cores one visitor waits about half as long. Workers keep the caller's torch threads.
+    threads = torch.get_num_threads()
+    with ThreadPoolExecutor(COMPARE_WORKERS, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        results += pool.map(lambda job: job(), jobs)
     if measure:
         measure_identity(results)
     return results
@@ -221,3 +235,16 @@ def card_rows(cards: Mapping[str, dict]) -> list[dict]:
         row["SHA-256"] = str(card.get("sha256", ""))[:12]
         rows.append(row)
     return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
+    """Rows with the same keys as a Markdown table (a small table needs no dataframe, whose
+    pandas and Arrow imports would hold up the first page by ~0.3 s); None shows as a dash."""
+    if not rows:
+        return ""
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = ["–" if row[k] is None else str(row[k]).replace("|", "\\|") for k in header]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from . import codec
 from .attributes import MIN_BALANCED_ACCURACY
@@ -179,5 +178,9 @@ def sample_grid(
     model: FaceAE, n: int, seed: int, columns: int, source: str = "fitted", temperature: float = 1.0
 ) -> Image.Image:
     """n faces decoded from sampled codes, tiled in a grid (upscale it for display)."""
+    # Imported here: torchvision pulls in torch's compiler stack (~1.3 s), which the first
+    # page a speaker opens does not need.
+    from torchvision.utils import make_grid
+
     faces = model.sample(n, source, temperature, torch.Generator().manual_seed(int(seed)))
     return to_pil(make_grid(faces, nrow=columns, padding=2, pad_value=1.0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 import pillow_heif
 import pillow_jxl  # noqa: F401  (registers the "JXL" format with Pillow)
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # Phones upload HEIC and some cameras JPEG XL: Pillow opens both once registered.
 pillow_heif.register_heif_opener()
@@ -83,16 +84,39 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
         raise ImageLoadError(f"image has too many pixels (the limit is {max_pixels:,})") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageLoadError(f"cannot read the image: {err}") from err
+    img = _in_srgb(img)
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: Pillow's RGB conversion clips at 255, so scale to 8 bits first.
         wide = np.asarray(img, dtype=np.float64)
         img = Image.fromarray(np.clip(wide / (257.0 if wide.max() > 255 else 1.0), 0, 255).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    return img.convert("RGB")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+        rgb.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        rgb = img.convert("RGB")
+    # No metadata rides along: an embedded profile (3 KB in the astronaut's PNG) would go into
+    # every classic codec's file and count against its byte budget.
+    rgb.info = {}
+    return rgb
+
+
+@cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _in_srgb(img: Image.Image) -> Image.Image:
+    """An RGB or CMYK photo with an embedded colour profile (a phone's Display P3, a print
+    CMYK) converted to sRGB, which is what every codec here and the browser assume."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "CMYK"):
+        return img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, source, _srgb(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img  # a damaged profile: the pixels as stored
 
 
 # One classifier per thread: OpenCV's CascadeClassifier is not thread-safe, and the app

@@ -1,7 +1,7 @@
 """Load and memory test of the real app server: many users at once, and the memory they leave behind.
 
     python scripts/load_test.py [--clients 20] [--browsers 2] [--slider-moves 10] [--soak-reruns 500]
-                                [--json OUT] [--weights DIR] [--max-seconds 900]
+                                [--think 0] [--ramp 0] [--json OUT] [--weights DIR] [--max-seconds 900]
 
 Run by hand, never from pytest. It starts `streamlit run app.py` on a free loopback port and stops it
 at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
@@ -9,7 +9,9 @@ at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
 1. One user: one light client alone does a full session (Compare upload, then --baseline-moves slider
    moves on the Latent explorer). It also loads every model, so memory is measured after it.
 2. Load: --clients light clients and --browsers headless Chromium sessions at the same time, each doing
-   one session (upload a photo on Compare, then --slider-moves slider moves on the explorer).
+   one session (upload a photo on Compare, then --slider-moves slider moves on the explorer). By
+   default every session starts at once and no client pauses (a burst); --ramp spreads the starts
+   and --think gives light clients a person's pauses (before the upload, after it, between moves).
 3. Soak: --soak-clients light clients upload --soak-reruns new photos in all (every one a different
    variant), then the server's resident memory is read again.
 
@@ -116,6 +118,8 @@ class Config:
     soak_clients: int = 4
     max_seconds: float = 900.0
     step_timeout: float = 180.0  # one rerun on a loaded 2-core machine (the first loads the models)
+    think: float = 0.0  # a light client's mean pause between steps (s); 0: as fast as it can
+    ramp: float = 0.0  # load-phase sessions start spread over this many seconds; 0: all at once
     json_out: Path | None = None
 
 
@@ -129,6 +133,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--soak-clients", type=int, default=4, help="light clients sharing the soak uploads")
     p.add_argument("--max-seconds", type=float, default=900.0, help="global deadline for the whole test")
     p.add_argument("--step-timeout", type=float, default=180.0, help="seconds one step may take")
+    p.add_argument(
+        "--think", type=float, default=0.0, help="mean pause of a light client between steps, s (0: none, a burst)"
+    )
+    p.add_argument("--ramp", type=float, default=0.0, help="load-phase sessions start over this many seconds")
     p.add_argument("--json", type=Path, help="write every number here")
     p.add_argument("--weights", help="weights folder (default: see above)")
     a = p.parse_args(argv)
@@ -143,6 +151,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         soak_clients=max(1, a.soak_clients),
         max_seconds=a.max_seconds,
         step_timeout=a.step_timeout,
+        think=a.think,
+        ramp=a.ramp,
         json_out=a.json,
     )
 
@@ -586,6 +596,19 @@ class LightClient:
 # ---- light sessions -----------------------------------------------------------------------------
 
 
+class Pacer:
+    """A user's pauses between steps: `think` seconds on average (uniform from half to one and a
+    half times it, seeded per session so that runs repeat), bounded by the deadline."""
+
+    def __init__(self, think: float, seed: int, deadline: Deadline) -> None:
+        self.think, self.deadline = think, deadline
+        self.rng = np.random.default_rng(seed)
+
+    def pause(self) -> None:
+        if self.think > 0:
+            time.sleep(self.deadline.bound(self.think * self.rng.uniform(0.5, 1.5)))
+
+
 def timed_step(session: Session, kind: str, action: Callable[[], tuple[Run, int]]) -> Run:
     """Run one step, record it, and raise StepError when the page showed a problem."""
     step = Step(kind)
@@ -646,7 +669,7 @@ def slider_values(slider: Element, moves: int) -> list[float]:
     return [grid[(k * stride) % len(grid)] for k in range(moves)]
 
 
-def explore_sliders(client: LightClient, session: Session, moves: int) -> None:
+def explore_sliders(client: LightClient, session: Session, moves: int, pacer: Pacer | None = None) -> None:
     """Open the explorer like a sidebar link does, then move its first editor slider `moves` times."""
     if EXPLORER_PATH not in client.pages:
         raise StepError(f"no page {EXPLORER_PATH} among {sorted(client.pages)}")
@@ -660,6 +683,8 @@ def explore_sliders(client: LightClient, session: Session, moves: int) -> None:
     slider, fragment = run.widget("slider", lambda key: key.startswith(SLIDER_PREFIX))
     session.slider_label = slider.slider.label
     for value in slider_values(slider, moves):
+        if pacer:
+            pacer.pause()
         client.set_slider(slider.slider.id, value)
 
         def move() -> tuple[Run, int]:
@@ -689,10 +714,14 @@ def light_session(base: str, name: str, photo: int, moves: int, cfg: Config, dea
     session = Session("light", name, photo)
     client = LightClient(base, deadline, cfg.step_timeout)
 
+    pacer = Pacer(cfg.think, photo, deadline)
+
     def steps() -> None:
         uploader = open_compare_upload_mode(client, session)
+        pacer.pause()  # finding the photo to upload
         upload_photo(client, session, "compare_upload", uploader, photo)
-        explore_sliders(client, session, moves)
+        pacer.pause()  # looking at the comparison
+        explore_sliders(client, session, moves, pacer)
 
     return run_light(session, client, steps)
 
@@ -1062,10 +1091,19 @@ class LoadTest:
             )
             for i in range(browsers)
         ]
+        if cfg.ramp > 0:  # arrivals spread evenly over the ramp
+            jobs = [self.delayed(i * cfg.ramp / len(jobs), job) for i, job in enumerate(jobs)]
         sessions = run_parallel(jobs, self.deadline)
         self.record("load_light", sessions[: cfg.clients])
         self.record("load_browsers", sessions[cfg.clients :])
         self.memory["after_load"] = self.rss()
+
+    def delayed(self, seconds: float, job: Callable[[], Session]) -> Callable[[], Session]:
+        def run() -> Session:
+            time.sleep(self.deadline.bound(seconds))
+            return job()
+
+        return run
 
     def soak(self) -> None:
         first = 1_000_000  # photo numbers no earlier phase used: every soak upload is a new photo
@@ -1098,6 +1136,7 @@ class LoadTest:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     plan = f"{cfg.clients} light clients, {cfg.browsers} browsers, {cfg.slider_moves} slider moves"
+    plan += f", think {cfg.think:g} s, ramp {cfg.ramp:g} s"
     print(f"load test: {plan}, {cfg.soak_reruns} soak uploads; deadline {cfg.max_seconds:.0f} s", flush=True)
     result = LoadTest(cfg).run()
     print_summary(result)

@@ -205,3 +205,24 @@ def test_charts_from_evaluation() -> None:
 
 def test_png_bytes_is_lossless(crop: Image.Image) -> None:
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(crop))).convert("RGB")), np.asarray(crop))
+
+
+def test_markdown_table() -> None:
+    rows = [{"model": "AE", "epochs": 3, "note": "a|b"}, {"model": "VAE", "epochs": None, "note": ""}]
+    assert demo.markdown_table(rows).splitlines() == [
+        "| model | epochs | note |",
+        "|---|---|---|",
+        "| AE | 3 | a\\|b |",
+        "| VAE | – |  |",
+    ]
+    assert demo.markdown_table([]) == ""
+
+
+def test_compare_runs_each_classic_codec_as_alone(crop: Image.Image) -> None:
+    """Codecs run on worker threads; each must get the file it gets alone (Pillow keeps save
+    options on the image object, so a shared image swapped qualities between threads)."""
+    from facecomp.classic import CLASSIC_FORMATS, classic_within
+
+    results = demo.compare(crop, {}, 1024, measure=False)[1:]
+    alone = [classic_within(crop, fmt, 1024) for fmt in CLASSIC_FORMATS]
+    assert [r.n_bytes for r in results] == [len(a.data) for a in alone]

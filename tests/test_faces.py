@@ -83,6 +83,23 @@ def test_load_image_converts_any_mode() -> None:
         assert load_image(buf.getvalue()).mode == "RGB"
 
 
+def test_load_image_converts_colour_profiles_and_drops_them(astronaut: Image.Image) -> None:
+    """An embedded profile must not ride into the classic codecs' files (3 KB against a 2 KB budget)."""
+    from PIL import ImageCms
+
+    from facecomp.classic import encode_classic
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buf = io.BytesIO()
+    astronaut.save(buf, "PNG", icc_profile=srgb)
+    loaded = load_image(buf.getvalue())
+    assert loaded.info == {} and np.array_equal(np.asarray(loaded), np.asarray(astronaut))  # sRGB to sRGB
+    assert len(encode_classic(loaded.resize((128, 128)), "AVIF", 0)) < 1000
+    cmyk = io.BytesIO()  # a print CMYK JPEG with its profile still opens as RGB
+    astronaut.convert("CMYK").save(cmyk, "JPEG")
+    assert load_image(cmyk.getvalue()).mode == "RGB"
+
+
 def test_load_image_rejects_garbage_and_bombs() -> None:
     with pytest.raises(ImageLoadError):
         load_image(b"this is not an image")
