@@ -7,10 +7,11 @@ points in latent space a softer crop is enough. UTKFace's ages come from the tra
 cache (its file names).
 
 A direction is a linear classifier on full codes (logistic regression, classes weighted
-equally), or for age a ridge regression; the slider moves along its unit normal. It is
-scored on held-out labelled faces (the same identity rule as the training split), and
-the explorer shows only directions that predict their label with at least
-MIN_BALANCED_ACCURACY.
+equally), or for age a ridge regression; the slider moves along its edit vector
+(latents.edit_vectors), the way the classifier's output grows when read back from the
+decoded picture. It is scored on held-out labelled faces (the same identity rule as the
+training split), and the explorer offers only directions that predict their label with at
+least MIN_BALANCED_ACCURACY.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from .weights import load_models
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 BATCHES = (1, 64)
+WITHIN_BUDGETS = (256, 1024)  # byte budgets at which codec.best_within is timed
 
 
 def summary(times_ms: list[float]) -> dict[str, float]:
@@ -98,6 +99,11 @@ def codec_latency(models: dict[str, FaceAE], crop: Image.Image, repeats: int) ->
                 lambda m=model, latent=latent: codec.decompress(codec.compress(m, x, latent).data, models), repeats
             )
             out[f"{kind}_{latent}"] = {**stats, "bytes": len(packed.data)}
+    for max_bytes in WITHIN_BUDGETS:  # what Compare runs per model: every layer and size tried
+        for kind, model in models.items():
+            one = {kind: model}
+            stats = timed(lambda one=one, b=max_bytes: codec.best_within(one, x, b), max(5, repeats // 5))
+            out[f"{kind}_within_{max_bytes}"] = stats
     for fmt in CLASSIC_FORMATS:
         data = encode_classic(crop, fmt, 30)
         stats = timed(lambda fmt=fmt: load_image(encode_classic(crop, fmt, 30)), repeats)

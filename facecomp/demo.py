@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,6 +158,15 @@ def measure_identity(results: Sequence[Result]) -> None:
         res.identity = float(dist)
 
 
+def _background_worker(torch_threads: int) -> None:
+    """A comparison's worker thread: the caller's torch threads, and a lower priority (nice 10,
+    Linux schedules threads one by one), so that in the app a visitor's slider move is not
+    queued behind another visitor's comparison."""
+    torch.set_num_threads(torch_threads)
+    if sys.platform.startswith("linux"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 def compare(
     crop: Image.Image,
     models: Mapping[str, FaceAE],
@@ -202,9 +214,9 @@ def compare(
     jobs = [partial(model_result, kind) for kind in MODEL_KINDS if kind in models]
     jobs += [partial(classic_result, fmt) for fmt in classic]
     # The searches are independent and torch and the image codecs release the GIL: on two
-    # cores one visitor waits about half as long. Workers keep the caller's torch threads.
+    # cores one visitor waits about half as long.
     threads = torch.get_num_threads()
-    with ThreadPoolExecutor(COMPARE_WORKERS, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+    with ThreadPoolExecutor(COMPARE_WORKERS, initializer=_background_worker, initargs=(threads,)) as pool:
         results += pool.map(lambda job: job(), jobs)
     if measure:
         measure_identity(results)

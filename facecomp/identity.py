@@ -145,7 +145,12 @@ def _receive(stream: BinaryIO) -> object | None:
 
 
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    """The worker's loop: lists of uint8 arrays in, ("ok", descriptors) or ("error", type, text) out."""
+    """The worker's loop: lists of uint8 arrays in, ("ok", descriptors) or ("error", type, text) out.
+
+    It runs at a lower priority (nice 10): a visitor's slider move in the server must not
+    wait behind another visitor's identity check."""
+    if hasattr(os, "nice"):
+        os.nice(10)
     while (arrays := _receive(requests)) is not None:
         try:
             _send(replies, ("ok", _descriptors_of(arrays)))
@@ -178,6 +183,8 @@ class DescriptorWorker:
                 reply = _receive(self._proc.stdout)
             except (BrokenPipeError, OSError):
                 reply = None
+            if reply is None:
+                self._proc.kill()  # the next call starts a new one
         if reply is None:
             raise RuntimeError("the identity worker process ended unexpectedly")
         if reply[0] == "ok":

@@ -5,7 +5,9 @@ computations it caches live in demo, explore, visual and charts.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,24 @@ INFERENCE_THREADS = 1
 HEAVY_SLOTS = max(1, os.cpu_count() or 1)
 _heavy = threading.BoundedSemaphore(HEAVY_SLOTS)
 _CSS = '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
+
+
+M_ARENA_MAX = -8  # glibc's mallopt option
+
+
+def _two_malloc_arenas() -> None:
+    """At most two glibc malloc arenas for the server. By default each thread that allocates
+    may get its own (8 per core), and memory freed in one is seldom returned: after 20 users
+    at once the server stayed 29% larger, with two arenas 8%, at the same speed (measured
+    with scripts/load_test.py). Set at the first page's import, before most threads exist."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+        except (OSError, AttributeError):
+            pass  # not glibc (musl, say): nothing to tune
+
+
+_two_malloc_arenas()
 
 
 def inference_threads() -> None:
@@ -108,7 +128,9 @@ def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
 # ---- cached per-image work (hashable arguments: bytes, ints, strings) ---------------
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+# Few entries: a photo is kept at full size (up to 40 megapixels, 120 MB decoded) so that
+# another face in it can be cropped; only the photo on screen needs that.
+@st.cache_data(max_entries=4, show_spinner=False)
 def _photo(data: bytes) -> demo.Photo:
     with _heavy:
         return demo.open_photo(data)

@@ -206,3 +206,33 @@ def test_evaluation_counts_a_classic_codec_only_where_it_fits(astronaut: Image.I
     out = _classic_at([crop, crop], [40, 3000])
     for fmt in CLASSIC_FORMATS:
         assert out[fmt]["failed"] == 1 and out[fmt]["fitted"] == 1 and out[fmt]["bytes"] <= 3000
+
+
+def test_refitted_directions_keep_fcz_files_decodable(tiny_weights: Path, tmp_path: Path) -> None:
+    """Refitting only the named directions rewrites the weights file (a new SHA-256); the card's
+    codec_sha256 keeps naming the weights whose .fcz files it still decodes, as fit-latents
+    --directions-only writes it. Without it the same file is refused as other weights."""
+    import json
+    import shutil
+
+    from facecomp.attributes import LabelDirection
+    from facecomp.latents import set_directions
+    from facecomp.weights import CODEC_SHA_FIELD, save_model
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    x = generated_faces(1, seed=3)[0]
+    before = {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")}
+    data = compress(before["vae"], x, 64).data
+    vae, card = load_model("vae", folder)
+    set_directions(vae, [LabelDirection("Smiling", torch.randn(vae.cfg.max_latent), 0.0, 0.9)])
+    save_model(vae, folder / "vae.safetensors", {**card, CODEC_SHA_FIELD: card["sha256"]})
+    after = {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")}
+    assert json.loads((folder / "vae.json").read_text())["sha256"] != card["sha256"]
+    assert torch.equal(decompress(data, after), decompress(data, before))
+    assert compress(after["vae"], x, 64).data == data  # new files carry the same name
+    card = json.loads((folder / "vae.json").read_text())
+    del card[CODEC_SHA_FIELD]
+    (folder / "vae.json").write_text(json.dumps(card))
+    with pytest.raises(CodecError, match="other weights"):
+        decompress(data, {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")})
