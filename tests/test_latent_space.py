@@ -105,6 +105,31 @@ def test_named_directions_are_learned_scored_and_stored(tmp_path: Path) -> None:
     assert [d.name for d in shown] == ["Smiling", "Age"]  # "Noise" is below the bar
 
 
+def test_edit_vectors_follow_the_read_back_gradient() -> None:
+    """With a linear decoder A and encoder B, reading a move dz back gives dz A B, so the slider
+    for classifier w must point along A B w, not along w: decoding drops what A cannot draw."""
+    from facecomp.latents import edit_vectors
+
+    gen = torch.Generator().manual_seed(2)
+    n = 8
+    decoder, encoder = torch.randn(n, 20, generator=gen), torch.randn(20, n, generator=gen)
+    decoder[:, :10] *= 0.01  # half the picture barely reacts to the code
+
+    class Linear(torch.nn.Module):
+        def decode(self, z: torch.Tensor) -> torch.Tensor:
+            return z @ decoder
+
+        def code(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ encoder
+
+    w = torch.randn(n, generator=gen)
+    codes = torch.randn(32, n, generator=gen)
+    (vector,) = edit_vectors(Linear(), [LabelDirection("Smiling", w, 0.0, 0.9)], codes, batch=16)
+    expected = decoder @ encoder @ w
+    assert torch.allclose(vector, expected / expected.norm(), atol=1e-5)
+    assert float(vector @ (w / w.norm())) < 0.99  # not the classifier's normal
+
+
 def test_logistic_direction_separates_a_planted_label() -> None:
     gen = torch.Generator().manual_seed(1)
     codes = torch.randn(400, 16, generator=gen) * torch.linspace(0.1, 10, 16)  # very different scales
