@@ -87,10 +87,11 @@ def editor_directions(
     directions, then the main (principal) directions, which are shown instead when no
     named direction qualifies.
     """
-    named = named_directions(model, edits)
     rows = edits or {}
-    good = [d for d in named if rows.get(d.name, {}).get("meets_edit_targets", True)]
-    weak = [d for d in named if not rows.get(d.name, {}).get("meets_edit_targets", True)]
+    good: list[Direction] = []
+    weak: list[Direction] = []
+    for d in named_directions(model, edits):
+        (good if rows.get(d.name, {}).get("meets_edit_targets", True) else weak).append(d)
     main = directions(model, n_main)
     return (good, weak + main) if good else (main, weak)
 
