@@ -15,7 +15,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY .streamlit/ .streamlit/
-COPY app.py ./
+COPY app.py home.py ./
 COPY facecomp/ facecomp/
 COPY pages/ pages/
 COPY weights/ weights/

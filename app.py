@@ -1,47 +1,21 @@
-"""FaceComp home: what it does, a live example, links, and which weights are loaded."""
+"""FaceComp: `streamlit run app.py` starts the app; its first page is home.py.
+
+As the server starts, a thread imports torch and the package (1.5-2.5 s), loads the models and
+computes Home's live example (ui.warm_up), while the server binds its port and the first
+browser loads Streamlit's front end. Streamlit runs the pages as usual: `app` below is how it
+learns of them (st.App; `streamlit run` finds it by that name).
+"""
+
+import threading
 
 import streamlit as st
 
-from facecomp import demo, ui
-from facecomp.weights import default_weights_dir
 
-ui.page_setup("Home")
-models, cards = ui.models_or_stop()
-key = ui.weights_key()
+def _warm_up() -> None:
+    from facecomp import ui
 
-st.title("FaceComp")
-st.markdown(
-    "FaceComp squeezes a 128×128 colour face into **32 bytes to 2 KB**: a neural encoder turns it into a short "
-    "list of numbers (the smallest files), and a detail layer on top codes what those miss, both quantised "
-    "and entropy-coded into a real file.  \n"
-    "It compares a plain **autoencoder (AE)** with a **variational autoencoder (VAE)** on the same network, "
-    "and both against **JPEG, WebP, AVIF, HEIC and JPEG XL** squeezed into the same number of bytes.  \n"
-    "The VAE's smooth latent space also lets you **morph and edit faces** by moving sliders."
-)
+    ui.warm_up()
 
-BUDGET = 256  # bytes a face: the budget picks latent size, quantiser and detail layer
-BLURBS = {
-    "Compare": "your photo against JPEG, WebP, AVIF, HEIC and JPEG XL",
-    "Latent explorer": "named sliders, morphs, AE vs VAE random faces",
-    "Benchmarks": "rate–distortion charts",
-    "How it works": "the ideas, for a talk",
-}
-example = next(iter(demo.BUILTIN_PHOTOS))
-st.subheader(f"Live example: {example}, at most {BUDGET} bytes a face")
-*face_cols, links = st.columns([1, 1, 1, 1], gap="medium")
-crop_png = ui.pick_crop(demo.builtin_photo_bytes(example), "home", show_photo=False)
-if crop_png is not None:
-    # No identity here: dlib's first load would hold up the first page a speaker shows.
-    results = ui.compare(crop_png, BUDGET, key, classic=(), identity=False)
-    for col, res in zip(face_cols, results, strict=True):
-        with col:
-            ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")
-with links:
-    st.markdown("### Explore")
-    for path, label, icon in ui.NAV[1:]:
-        st.page_link(path, label=f"**{label}**", icon=icon)
-        st.caption(BLURBS[label])
 
-st.subheader("Loaded weights")
-st.markdown(demo.markdown_table(demo.card_rows(cards)))
-st.caption(f"From `{default_weights_dir()}` (set FACECOMP_WEIGHTS_DIR to use others). SHA-256 verified on load.")
+threading.Thread(target=_warm_up, daemon=True).start()
+app = st.App("home.py")

@@ -26,7 +26,7 @@ from .model import LATENT_LADDER, MODEL_KINDS, FaceAE
 from .visual import to_tensor
 from .weights import load_models
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+HOME_PAGE = Path(__file__).resolve().parent.parent / "home.py"
 BATCHES = (1, 64)
 WITHIN_BUDGETS = (256, 1024)  # byte budgets at which codec.best_within is timed
 
@@ -162,7 +162,7 @@ def app_reruns(weights_dir: Path | None, moves: int) -> dict:
 
     if weights_dir:
         os.environ["FACECOMP_WEIGHTS_DIR"] = str(weights_dir)
-    at = AppTest.from_file(str(APP), default_timeout=300)
+    at = AppTest.from_file(str(HOME_PAGE), default_timeout=300)
     at.run()
     at.switch_page("pages/1_Compare.py").run()
     compare_times = []

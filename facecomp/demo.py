@@ -137,20 +137,16 @@ def _mark_over(res: Result, max_bytes: int) -> Result:
     return res
 
 
-# dlib runs in a process of its own: it holds the GIL, which would stall the app's other sessions.
-_descriptors = identity.DescriptorWorker()
-
-
 def measure_identity(results: Sequence[Result]) -> None:
     """Set the identity of each result after the first (the original): the dlib descriptor
-    distance of its picture to the original's (~0.1 s a picture). Without dlib or its model
-    files, or if the worker process died (it restarts on the next call), identities stay None."""
+    distance of its picture to the original's (~7 ms a picture). Without dlib or its model
+    files, identities stay None."""
     shown = [r for r in results if r.image is not None]
     if len(shown) < 2:
         return
     try:
-        found = _descriptors([r.image for r in shown])
-    except (ImportError, RuntimeError):
+        found = identity.descriptors([r.image for r in shown])
+    except ImportError:
         return
     for res, dist in zip(
         shown[1:], identity.distances(found[1:], np.broadcast_to(found[0], found[1:].shape)), strict=True
@@ -158,10 +154,10 @@ def measure_identity(results: Sequence[Result]) -> None:
         res.identity = float(dist)
 
 
-def _background_worker(torch_threads: int) -> None:
-    """A comparison's worker thread: the caller's torch threads, and a lower priority (nice 10,
-    Linux schedules threads one by one), so that in the app a visitor's slider move is not
-    queued behind another visitor's comparison."""
+def background_thread(torch_threads: int) -> None:
+    """Set up a worker thread for long work (a comparison's codecs, the app's heavy jobs): the
+    given torch threads, and a lower priority (nice 10, Linux schedules threads one by one), so
+    that in the app a visitor's slider move is not queued behind another visitor's comparison."""
     torch.set_num_threads(torch_threads)
     if sys.platform.startswith("linux"):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
@@ -216,7 +212,7 @@ def compare(
     # The searches are independent and torch and the image codecs release the GIL: on two
     # cores one visitor waits about half as long.
     threads = torch.get_num_threads()
-    with ThreadPoolExecutor(COMPARE_WORKERS, initializer=_background_worker, initargs=(threads,)) as pool:
+    with ThreadPoolExecutor(COMPARE_WORKERS, initializer=background_thread, initargs=(threads,)) as pool:
         results += pool.map(lambda job: job(), jobs)
     if measure:
         measure_identity(results)

@@ -2,39 +2,31 @@
 
 dlib's published rule: two 128-d descriptors closer than 0.6 (Euclidean) are the same
 person. Every 128x128 crop is measured the same way, whatever its quality: upscaled to
-256x256, dlib's 5-point landmarks found inside the fixed box (20, 20, 236, 236) and the
-ResNet descriptor of the aligned chip. A detector is not used because it would miss the
-blurriest reconstructions, which are exactly the ones a metric has to score.
+256x256, dlib's 5-point landmarks found inside the fixed box (20, 20, 236, 236), the face
+chip aligned on them (dlib's get_face_chips, 150x150) and the ResNet's descriptor of the
+chip. A detector is not used because it would miss the blurriest reconstructions, which
+are exactly the ones a metric has to score.
+
+The landmarks and chips come from dlib itself (~1 ms a face). The ResNet runs in torch
+(`dlib_resnet`, dlib's weights read from its model file): dlib's wheel ran it without BLAS
+at ~0.11 s a face, holding Python's GIL, which froze every session of the app meanwhile.
 
 The model files ship inside the `face-recognition-models` package; its __init__ imports
 pkg_resources (gone from new setuptools), so the files are located with find_spec instead.
 Nothing is downloaded.
-
-dlib holds Python's GIL while it computes (~0.1 s a face; measured here, another thread
-ran at 5% of its speed meanwhile). In the app's server that froze every session, so the
-app measures through `DescriptorWorker`, a child process of its own (`python -m
-facecomp.identity`), which imports neither torch nor anything else heavy.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import pickle
-import struct
-import subprocess
-import sys
-import threading
-from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+import torch
 from PIL import Image
 
-if TYPE_CHECKING:  # torch is imported lazily: the worker process must stay small
-    import torch
+from .dlib_resnet import CHIP_SIZE, DlibFaceNet
 
 SAME_PERSON = 0.6  # dlib's published threshold on descriptor distance
 MEASURE_SIZE = 256
@@ -55,15 +47,13 @@ def _dlib_models():
     return (
         dlib,
         dlib.shape_predictor(_model_file("shape_predictor_5_face_landmarks.dat")),
-        dlib.face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat")),
+        DlibFaceNet(_model_file("dlib_face_recognition_resnet_model_v1.dat")),
     )
 
 
 def _as_uint8(images: torch.Tensor | list[Image.Image]) -> list[np.ndarray]:
     """(N, 3, H, W) floats in [0, 1], or PIL images -> HxWx3 uint8 arrays at the measuring size."""
     if not isinstance(images, list | tuple):  # a tensor
-        import torch
-
         arrays = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         pils = [Image.fromarray(a, "RGB") for a in arrays]
     else:
@@ -74,31 +64,20 @@ def _as_uint8(images: torch.Tensor | list[Image.Image]) -> list[np.ndarray]:
 def _descriptors_of(arrays: list[np.ndarray]) -> np.ndarray:
     dlib, landmarks, resnet = _dlib_models()
     box = dlib.rectangle(*MEASURE_BOX)
-    shapes = []
+    chips = []
     for arr in arrays:
         found = dlib.full_object_detections()
         found.append(landmarks(arr, box))
-        shapes.append(found)
-    return np.stack(
-        [np.asarray(per_image[0], dtype=np.float64) for per_image in resnet.compute_face_descriptor(arrays, shapes)]
-    )
+        chips.append(dlib.get_face_chips(arr, found, size=CHIP_SIZE, padding=0.25)[0])
+    return resnet(np.stack(chips)).double().numpy()
 
 
-def descriptors(images: torch.Tensor | list[Image.Image], workers: int | None = None, chunk: int = 64) -> np.ndarray:
-    """(N, 128) dlib face descriptors of 128x128 crops.
-
-    dlib's network runs on one core here (its wheel has no BLAS), about 0.1-0.2 s a face,
-    so large sets are split over `workers` processes (default: every core).
-    """
+def descriptors(images: torch.Tensor | list[Image.Image], chunk: int = 64) -> np.ndarray:
+    """(N, 128) dlib face descriptors of 128x128 crops (~7 ms a face on one core), `chunk` at a time."""
     arrays = _as_uint8(images)
     if not arrays:
         return np.zeros((0, 128))
-    chunks = [arrays[i : i + chunk] for i in range(0, len(arrays), chunk)]
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
-    if workers <= 1:
-        return np.concatenate([_descriptors_of(c) for c in chunks])
-    with ProcessPoolExecutor(workers) as pool:
-        return np.concatenate(list(pool.map(_descriptors_of, chunks)))
+    return np.concatenate([_descriptors_of(arrays[i : i + chunk]) for i in range(0, len(arrays), chunk)])
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -124,81 +103,3 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = np.real(linalg.sqrtm(cov_a @ cov_b))
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
-
-
-# ---- dlib in a process of its own, for the app -------------------------------------------
-
-_FRAME = struct.Struct("<Q")  # each message: its length, then a pickle (only ever to our own child)
-
-
-def _send(stream: BinaryIO, obj: object) -> None:
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_FRAME.pack(len(payload)) + payload)
-    stream.flush()
-
-
-def _receive(stream: BinaryIO) -> object | None:
-    header = stream.read(_FRAME.size)
-    if len(header) < _FRAME.size:
-        return None  # the other side is gone
-    return pickle.loads(stream.read(_FRAME.unpack(header)[0]))
-
-
-def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    """The worker's loop: lists of uint8 arrays in, ("ok", descriptors) or ("error", type, text) out.
-
-    It runs at a lower priority (nice 10): a visitor's slider move in the server must not
-    wait behind another visitor's identity check."""
-    if hasattr(os, "nice"):
-        os.nice(10)
-    while (arrays := _receive(requests)) is not None:
-        try:
-            _send(replies, ("ok", _descriptors_of(arrays)))
-        except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it there
-            _send(replies, ("error", type(err).__name__, str(err)))
-
-
-class DescriptorWorker:
-    """descriptors() in one long-lived child process, started on first use and restarted if
-    it died; one request at a time (dlib uses one core). Raises ImportError without dlib."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-
-    def __call__(self, images: torch.Tensor | list[Image.Image]) -> np.ndarray:
-        arrays = _as_uint8(images)
-        if not arrays:
-            return np.zeros((0, 128))
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "facecomp.identity"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    cwd=Path(__file__).resolve().parent.parent,  # where `facecomp` is importable
-                )
-            try:
-                _send(self._proc.stdin, arrays)
-                reply = _receive(self._proc.stdout)
-            except (BrokenPipeError, OSError):
-                reply = None
-            if reply is None:
-                self._proc.kill()  # the next call starts a new one
-        if reply is None:
-            raise RuntimeError("the identity worker process ended unexpectedly")
-        if reply[0] == "ok":
-            return reply[1]
-        _, kind, text = reply
-        raise (ImportError if kind in ("ImportError", "ModuleNotFoundError") else RuntimeError)(text)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.stdin.close()  # the worker's loop ends at end of input
-                self._proc.wait(timeout=10)
-            self._proc = None
-
-
-if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -25,7 +25,7 @@ from .model import LATENT_LADDER, FaceAE
 from .weights import load_models, read_model
 
 FD_FACES = 2000  # real faces and decoded samples per FD-dlib, for the shipped models
-SWEEP_FD_FACES = 1000  # the same for each run of a sweep (dlib takes ~0.1 s a face on a CPU core)
+SWEEP_FD_FACES = 1000  # the same for each run of a sweep
 IDENTITY_FACES = 500  # validation faces whose reconstructions are checked for identity
 IDENTITY_LATENT = 256
 EDIT_FACES = 100  # held-out labelled faces per named direction

@@ -6,15 +6,20 @@ computations it caches live in demo, explore, visual and charts.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
 import torch
+from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
 from . import demo, explore
@@ -22,7 +27,7 @@ from .classic import CLASSIC_FORMATS
 from .faces import ImageLoadError, load_image
 from .latent_space import load_latent_space_report
 from .model import MODEL_KINDS, FaceAE
-from .visual import draw_boxes, enlarge, error_map, png_bytes, upscale
+from .visual import draw_boxes, enlarge, error_map, png_bytes
 from .weights import WeightsError, default_weights_dir, detail_path, load_models, weights_path
 
 ICON = "🗜️"
@@ -32,7 +37,7 @@ RANDOM = "Random face"
 
 
 NAV = (
-    ("app.py", "Home", ":material/home:"),
+    ("home.py", "Home", ":material/home:"),
     ("pages/1_Compare.py", "Compare", ":material/compare:"),
     ("pages/2_Latent_explorer.py", "Latent explorer", ":material/tune:"),
     ("pages/3_Benchmarks.py", "Benchmarks", ":material/monitoring:"),
@@ -41,30 +46,55 @@ NAV = (
 
 
 INFERENCE_THREADS = 1
-# Work that takes a core for a second or more (a Compare run, a photo's detection, sample
-# grids, a morph GIF) waits for one of these slots, so that however many visitors upload at
-# once, a slider move competes with at most this many of them for the CPU.
-HEAVY_SLOTS = max(1, os.cpu_count() or 1)
-_heavy = threading.BoundedSemaphore(HEAVY_SLOTS)
-_CSS = '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
+T = TypeVar("T")
+FACE_KEY = "face_"  # containers whose key starts so hold a 128x128 face (see face_image)
+_CSS = (
+    '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
+    f' [class*="st-key-{FACE_KEY}"] img {{image-rendering: pixelated;}}'
+)
 
+
+# ---- the server's CPU and memory ------------------------------------------------------
 
 M_ARENA_MAX = -8  # glibc's mallopt option
+_LIBC = None
+if sys.platform.startswith("linux"):
+    try:
+        _LIBC = ctypes.CDLL("libc.so.6")
+        _LIBC.malloc_trim  # noqa: B018 - glibc, not musl
+    except (OSError, AttributeError):
+        _LIBC = None  # not glibc: nothing to tune
+
+# At most two glibc malloc arenas for the server. By default each thread that allocates may
+# get its own (8 per core), and memory freed in one is seldom returned: after 20 users at once
+# the server stayed 29% larger, with two arenas 8%, at the same speed (measured with
+# scripts/load_test.py). Set when the app starts, before most threads exist.
+if _LIBC is not None:
+    _LIBC.mallopt(M_ARENA_MAX, 2)
+
+# Work that takes a core for a second or more (a Compare run, a photo's detection, sample
+# grids, a morph GIF) runs on these worker threads, in the order it arrives and at a lower
+# priority (nice 10): however many visitors upload at once, a slider move (in its own script
+# thread) competes with at most this many jobs for the CPU, and goes first.
+HEAVY_SLOTS = max(1, os.cpu_count() or 1)
+_heavy_pool = ThreadPoolExecutor(
+    HEAVY_SLOTS, thread_name_prefix="heavy", initializer=demo.background_thread, initargs=(INFERENCE_THREADS,)
+)
 
 
-def _two_malloc_arenas() -> None:
-    """At most two glibc malloc arenas for the server. By default each thread that allocates
-    may get its own (8 per core), and memory freed in one is seldom returned: after 20 users
-    at once the server stayed 29% larger, with two arenas 8%, at the same speed (measured
-    with scripts/load_test.py). Set at the first page's import, before most threads exist."""
-    if sys.platform.startswith("linux"):
+def _heavy(work: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """work(*args, **kwargs) on a heavy-work thread; then the memory it freed goes back to the
+    system. A batched decode's activations take ~25 MB each, and glibc keeps freed blocks that
+    size for reuse (its mmap threshold grows as they are freed)."""
+
+    def job() -> T:
         try:
-            ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
-        except (OSError, AttributeError):
-            pass  # not glibc (musl, say): nothing to tune
+            return work(*args, **kwargs)
+        finally:
+            if _LIBC is not None:
+                _LIBC.malloc_trim(0)
 
-
-_two_malloc_arenas()
+    return _heavy_pool.submit(job).result()
 
 
 def inference_threads() -> None:
@@ -132,16 +162,16 @@ def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
 # another face in it can be cropped; only the photo on screen needs that.
 @st.cache_data(max_entries=4, show_spinner=False)
 def _photo(data: bytes) -> demo.Photo:
-    with _heavy:
-        return demo.open_photo(data)
+    return _heavy(demo.open_photo, data)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False)
 def _crop(data: bytes, face: int | None) -> bytes:
     return png_bytes(demo.choose_crop(_photo(data), face))
 
 
-@st.cache_data(max_entries=64, show_spinner="Compressing and measuring identity…")
+# A comparison is ~0.4 MB once pickled: 16 of them, the recent budgets and latent sizes of a few visitors.
+@st.cache_data(max_entries=16, show_spinner="Compressing and measuring identity…")
 def compare(
     crop_png: bytes,
     max_bytes: int,
@@ -152,11 +182,10 @@ def compare(
 ) -> list[demo.Result]:
     """demo.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic).
 
-    identity False skips dlib (its models take a second or two to load on a cold start).
+    identity False skips the identity check (its models take ~0.2 s to load on a cold start).
     """
     models, _ = _load(key)
-    with _heavy:
-        return demo.compare(load_image(crop_png), models, max_bytes, classic, latent=latent, measure=identity)
+    return _heavy(demo.compare, load_image(crop_png), models, max_bytes, classic, latent=latent, measure=identity)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -167,17 +196,11 @@ def code_of(crop_png: bytes, key: str) -> np.ndarray:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def upscaled(png: bytes) -> bytes:
-    """A 128x128 PNG enlarged crisply for display."""
-    return png_bytes(upscale(load_image(png)))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
 def decoded_png(code: bytes, key: str) -> bytes:
-    """The VAE's picture of a fixed code (float32 bytes), enlarged: decoded once, not on every slider move."""
+    """The VAE's picture of a fixed code (float32 bytes): decoded once, not on every slider move."""
     models, _ = _load(key)
     z = torch.from_numpy(np.frombuffer(code, dtype=np.float32).copy())
-    return png_bytes(upscale(explore.decode(models["vae"], z)))
+    return png_bytes(explore.decode(models["vae"], z))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -195,8 +218,8 @@ def fcz_code(data: bytes, key: str) -> np.ndarray:
 @st.cache_data(max_entries=32, show_spinner="Drawing samples…")
 def samples(kind: str, source: str, temperature: float, seed: int, n: int, columns: int, key: str) -> bytes:
     models, _ = _load(key)
-    with _heavy:
-        return png_bytes(enlarge(explore.sample_grid(models[kind], n, seed, columns, source, temperature), 2))
+    grid = _heavy(explore.sample_grid, models[kind], n, seed, columns, source, temperature)
+    return png_bytes(enlarge(grid, 2))
 
 
 @st.cache_data(show_spinner=False)
@@ -210,8 +233,7 @@ def morph_gif(a: bytes, b: bytes, frames: int, key: str) -> bytes:
     """The morph as an animated GIF; codes passed as float32 bytes so they hash."""
     models, _ = _load(key)
     za, zb = (torch.from_numpy(np.frombuffer(x, dtype=np.float32).copy()) for x in (a, b))
-    with _heavy:
-        return explore.gif_bytes(explore.morph_frames(models["vae"], za, zb, frames))
+    return _heavy(lambda: explore.gif_bytes(explore.morph_frames(models["vae"], za, zb, frames)))
 
 
 # ---- widgets ------------------------------------------------------------------------
@@ -305,6 +327,15 @@ def pick_crop(
 RAW_BYTES = 128 * 128 * 3
 
 
+def face_image(image: Image.Image | bytes, key: str, caption: str | None = None) -> None:
+    """A 128x128 face as wide as its column, every pixel a sharp square: the page sends the
+    128-pixel PNG and the browser enlarges it (CSS pixelated). A 4x enlarged PNG cost the
+    server ~12 ms a picture to encode, eight per comparison and one per slider move."""
+    with st.container(key=f"{FACE_KEY}{key}"):
+        # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
+        st.image(image, caption=caption, width="stretch", output_format="PNG")
+
+
 def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) -> None:
     """One column of the comparison: picture, then bytes, bpp, PSNR, SSIM, identity, how the
     file was made, and its downloads. Plain text, never st.metric: a narrow column must not
@@ -313,8 +344,7 @@ def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) 
     shown = res.image
     if heatmap and res.name != "Original":
         shown = load_image(heat(original_png, png_bytes(res.image)))
-    # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
-    st.image(upscale(shown), width="stretch", output_format="PNG")
+    face_image(shown, key)
     size = f"**{res.n_bytes:,} bytes**"
     if res.name == "Original":
         st.markdown(f"{size} PNG  \n{res.bpp:.2f} bpp  \nraw {RAW_BYTES:,} bytes")
@@ -346,3 +376,38 @@ def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) 
             on_click="ignore",
             icon=":material/download:",
         )
+
+
+# ---- the first page, ready before the first visitor ---------------------------------
+
+HOME_EXAMPLE = next(iter(demo.BUILTIN_PHOTOS))
+HOME_BUDGET = 256  # bytes a face: the budget picks latent size, quantiser and detail layer
+WARM_UP_THREAD = "warm-up"
+
+
+def home_example(key: str) -> tuple[bytes, list[demo.Result]]:
+    """Home's live example: the first built-in photo's face (a centred crop if none is
+    found), then AE and VAE at HOME_BUDGET bytes. No identity: it adds time to the first page."""
+    crop_png = _crop(demo.builtin_photo_bytes(HOME_EXAMPLE), 0)
+    return crop_png, compare(crop_png, HOME_BUDGET, key, classic=(), identity=False)
+
+
+class _NoWarmUpWarning(logging.Filter):
+    """Streamlit warns when a cached function runs outside a script run; the warm-up does so on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != WARM_UP_THREAD
+
+
+def warm_up() -> None:
+    """Load the models and compute Home's live example into the caches, so that the first page
+    need not wait for them. app.py runs this in a thread as the server starts: it overlaps the
+    server's own start and the browser loading Streamlit's front end. A first page that asks
+    meanwhile waits for the same computation (Streamlit computes a cached value once)."""
+    threading.current_thread().name = WARM_UP_THREAD
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_NoWarmUpWarning())
+    inference_threads()
+    try:
+        home_example(weights_key())
+    except WeightsError:
+        pass  # the first page will say what is wrong

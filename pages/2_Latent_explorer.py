@@ -6,7 +6,6 @@ import torch
 
 from facecomp import codec, explore, ui
 from facecomp.model import MODEL_KINDS
-from facecomp.visual import png_bytes, upscale
 
 ui.page_setup("Latent explorer")
 models, cards = ui.models_or_stop()
@@ -78,12 +77,10 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
     moved = explore.move(torch.from_numpy(code), shown + more, sigmas)
     with start_col:
         st.markdown("### Start")
-        st.image(ui.upscaled(crop_png) if crop_png is not None else face_png(code), width="stretch")
-        st.caption(label)
+        ui.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
     with edited_col:
         st.markdown("### Edited")
-        st.image(png_bytes(upscale(explore.decode(vae, moved))), width="stretch")
-        st.caption("the VAE's decoding, moved by the sliders")
+        ui.face_image(explore.decode(vae, moved), "edited", caption="the VAE's decoding, moved by the sliders")
 
 
 @st.fragment
@@ -100,11 +97,12 @@ def morph(code: np.ndarray, label: str) -> None:
         za, zb = torch.from_numpy(code).float(), torch.from_numpy(other_code).float()
         gif = ui.morph_gif(za.numpy().tobytes(), zb.numpy().tobytes(), 16, key)
         st.download_button("Download the morph (GIF)", gif, "facecomp_morph.gif", "image/gif", on_click="ignore")
-    a_col.image(face_png(code), caption=f"A: {label}", width="stretch")
-    t_col.image(
-        png_bytes(upscale(explore.decode(vae, explore.slerp(za, zb, t)))), caption=f"t = {t:.2f}", width="stretch"
-    )
-    b_col.image(face_png(other_code), caption=f"B: {other.label}", width="stretch")
+    with a_col:
+        ui.face_image(face_png(code), "morph_a", caption=f"A: {label}")
+    with t_col:
+        ui.face_image(explore.decode(vae, explore.slerp(za, zb, t)), "morph_t", caption=f"t = {t:.2f}")
+    with b_col:
+        ui.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
 
 
 @st.fragment

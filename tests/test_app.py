@@ -19,7 +19,7 @@ TIMEOUT = 300  # generous: CI machines may be busy; a normal run takes seconds
 
 
 def open_page(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=TIMEOUT)
     at.run()
     if page:
         at.switch_page(page).run()

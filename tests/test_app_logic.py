@@ -99,7 +99,7 @@ def test_compare_without_dlib_has_no_identity(
     def missing(*args: object, **kwargs: object) -> None:
         raise ImportError("no dlib here")
 
-    monkeypatch.setattr(demo, "_descriptors", missing)  # what the worker raises without dlib
+    monkeypatch.setattr(demo.identity, "descriptors", missing)  # what it raises without dlib
     results = demo.compare(crop, tiny_models, 64, classic=("WebP",))
     assert all(r.identity is None and r.identity_text == "" for r in results)
 
@@ -170,8 +170,16 @@ def test_morph_gif_and_samples(models: dict, crop: Image.Image) -> None:
     gif = Image.open(io.BytesIO(explore.gif_bytes(frames, size=256)))
     assert gif.format == "GIF" and gif.n_frames == 10 and gif.size == (256, 256)  # there and back
     sheet = explore.sample_grid(vae, 6, seed=1, columns=3)
-    assert sheet.size == (3 * 130 + 2, 2 * 130 + 2)  # torchvision's make_grid: 2-pixel gaps and border
+    assert sheet.size == (3 * 130 + 2, 2 * 130 + 2)  # 2-pixel gaps and border
     assert explore.sample_grid(vae, 6, seed=2, columns=3) != sheet
+
+
+@pytest.mark.parametrize(("n", "columns"), [(6, 3), (7, 3), (2, 4)])  # make_grid returns one picture bare
+def test_tile_lays_out_as_make_grid(n: int, columns: int) -> None:
+    from torchvision.utils import make_grid
+
+    pictures = torch.rand(n, 3, 5, 4, generator=torch.Generator().manual_seed(n))
+    assert torch.equal(explore.tile(pictures, columns), make_grid(pictures, nrow=columns, padding=2, pad_value=1.0))
 
 
 def test_charts_from_evaluation() -> None:

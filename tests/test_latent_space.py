@@ -146,27 +146,30 @@ def crops(astronaut: Image.Image, grace_hopper: Image.Image) -> dict[str, Image.
 def test_identity_tells_people_apart(crops: dict[str, Image.Image]) -> None:
     a, g = crops["astronaut"], crops["grace"]
     softer = a.filter(ImageFilter.GaussianBlur(1.0))
-    desc = identity.descriptors([a, softer, g], workers=1)
+    desc = identity.descriptors([a, softer, g])
     same, other = identity.distances(desc[[0]], desc[[1]])[0], identity.distances(desc[[0]], desc[[2]])[0]
     assert same < identity.SAME_PERSON < other
     summary = identity.summary(np.array([same, other]))
     assert summary["kept"] == 0.5 and summary["median_distance"] == pytest.approx((same + other) / 2)
     tensors = torch.stack([to_tensor(a), to_tensor(g)])
-    assert np.allclose(identity.descriptors(tensors, workers=1), desc[[0, 2]], atol=1e-6)  # tensors or PIL alike
+    assert np.allclose(identity.descriptors(tensors), desc[[0, 2]], atol=1e-6)  # tensors or PIL alike
 
 
-def test_descriptor_worker_matches_in_process_and_restarts(crops: dict[str, Image.Image]) -> None:
-    images = [crops["astronaut"], crops["grace"]]
-    expected = identity.descriptors(images, workers=1)
-    worker = identity.DescriptorWorker()
-    try:
-        assert np.array_equal(worker(images), expected)
-        worker._proc.kill()  # a crashed worker: the next call starts a new one
-        worker._proc.wait()
-        assert np.array_equal(worker(images), expected)
-        assert worker([]).shape == (0, 128)
-    finally:
-        worker.close()
+def test_torch_resnet_matches_dlib(crops: dict[str, Image.Image]) -> None:
+    """The torch port of dlib's face ResNet gives dlib's own descriptors, on the same chips."""
+    dlib, landmarks, resnet = identity._dlib_models()
+    arrays = identity._as_uint8([crops["astronaut"], crops["grace"], crops["astronaut"].rotate(8)])
+    chips = []
+    for arr in arrays:
+        found = dlib.full_object_detections()
+        found.append(landmarks(arr, dlib.rectangle(*identity.MEASURE_BOX)))
+        chips.append(dlib.get_face_chips(arr, found, size=150, padding=0.25)[0])
+    theirs = dlib.face_recognition_model_v1(
+        identity._model_file("dlib_face_recognition_resnet_model_v1.dat")
+    ).compute_face_descriptor(chips)
+    ours = resnet(np.stack(chips)).numpy()
+    assert np.abs(ours - np.array([np.asarray(d) for d in theirs])).max() < 1e-5
+    assert np.allclose(identity._descriptors_of(arrays), ours)
 
 
 def test_frechet_distance() -> None:
