@@ -57,13 +57,20 @@ _CSS = (
 # ---- the server's CPU and memory ------------------------------------------------------
 
 M_ARENA_MAX = -8  # glibc's mallopt option
-_LIBC = None
-if sys.platform.startswith("linux"):
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, whose allocator is tuned below; None elsewhere (musl, macOS, Windows): nothing to tune."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        _LIBC = ctypes.CDLL("libc.so.6")
-        _LIBC.malloc_trim  # noqa: B018 - glibc, not musl
-    except (OSError, AttributeError):
-        _LIBC = None  # not glibc: nothing to tune
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
 
 # At most two glibc malloc arenas for the server. By default each thread that allocates may
 # get its own (8 per core), and memory freed in one is seldom returned: after 20 users at once

@@ -95,7 +95,7 @@ def test_load_image_converts_colour_profiles_and_drops_them(astronaut: Image.Ima
     loaded = load_image(buf.getvalue())
     assert loaded.info == {} and np.array_equal(np.asarray(loaded), np.asarray(astronaut))  # sRGB to sRGB
     assert len(encode_classic(loaded.resize((128, 128)), "AVIF", 0)) < 1000
-    cmyk = io.BytesIO()  # a print CMYK JPEG with its profile still opens as RGB
+    cmyk = io.BytesIO()  # a print CMYK JPEG opens as RGB
     astronaut.convert("CMYK").save(cmyk, "JPEG")
     assert load_image(cmyk.getvalue()).mode == "RGB"
 
