@@ -90,6 +90,7 @@ class Result:
     note: str = ""
     extra: dict = field(default_factory=dict)  # over_budget, needed_bytes, estimated_bytes
     identity: float | None = None  # dlib descriptor distance to the original; None: not measured
+    png: bytes | None = None  # the picture as PNG, encoded once: shown, downloaded and heat-mapped from it
 
     @property
     def bpp(self) -> float | None:
@@ -123,6 +124,7 @@ def _scored(name: str, crop_t: torch.Tensor, image: Image.Image, data: bytes, fi
         data=data,
         file_name=file_name,
         note=note,
+        png=png_bytes(image),
     )
 
 
@@ -186,7 +188,11 @@ def compare(
     crop = crop.convert("RGB").resize((CROP_SIZE, CROP_SIZE)) if crop.size != (CROP_SIZE, CROP_SIZE) else crop
     crop_t = to_tensor(crop)
     lossless = png_bytes(crop)
-    results = [Result("Original", crop, len(lossless), data=lossless, file_name=f"{stem}.png", note="lossless PNG")]
+    results = [
+        Result(
+            "Original", crop, len(lossless), data=lossless, file_name=f"{stem}.png", note="lossless PNG", png=lossless
+        )
+    ]
 
     def model_result(kind: str) -> Result:
         with torch.inference_mode():

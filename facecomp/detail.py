@@ -378,11 +378,21 @@ def features(codec: DetailCodec, image: torch.Tensor, base: torch.Tensor) -> tor
     return codec.layer.analysis(torch.cat([image[None].float(), base], 1))
 
 
+@dataclass(frozen=True)
+class Analysed:
+    """One image's detail at one quality: what is coded (z, y and y's scale index) and the
+    mean the decoder will predict for y (enough to compute the decoded picture)."""
+
+    quality: int
+    z_symbols: np.ndarray
+    y_symbols: np.ndarray
+    y_index: np.ndarray
+    mu: np.ndarray
+
+
 @torch.no_grad()
-def analyse(
-    codec: DetailCodec, feats: torch.Tensor, base_symbols: np.ndarray, quality: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The detail symbols at one quality: (z symbols, y symbols, y scale index)."""
+def analyse(codec: DetailCodec, feats: torch.Tensor, base_symbols: np.ndarray, quality: int) -> Analysed:
+    """The detail symbols at one quality."""
     gain, _ = codec.layer.gains(torch.tensor([quality]))
     y = feats * gain
     z = codec.layer.hyper_analysis(y)[0].double().numpy()
@@ -391,7 +401,7 @@ def analyse(
     mu, index = codec.hyper(z_symbols, base_symbols, quality)
     y_half = codec.half[index]
     y_symbols = np.clip(np.round(y[0].double().numpy() - mu), -y_half, y_half).astype(np.int64)
-    return z_symbols, y_symbols, index
+    return Analysed(quality, z_symbols, y_symbols, index, mu)
 
 
 @torch.no_grad()

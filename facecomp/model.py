@@ -131,8 +131,10 @@ class FaceAE(nn.Module):
         self.register_buffer("latent_gain", torch.ones(n))
         self.register_buffer("latent_pcs", torch.zeros(N_COMPONENTS, n))
         self.register_buffer("latent_pc_std", torch.ones(N_COMPONENTS))
-        # The fitted sampler: a Gaussian over training codes (mean above, Cholesky factor here).
-        self.register_buffer("latent_chol", torch.eye(n))
+        # The fitted sampler: a Gaussian over training codes (mean above, Cholesky factor here),
+        # the identity until fitted (not torch.eye: on the meta device, where weights.read_model
+        # builds models, it imports torch's compiler, 1.4 s).
+        self.register_buffer("latent_chol", torch.zeros(n, n).fill_diagonal_(1.0))
         # Named directions (facecomp.attributes): a linear classifier per attribute, the
         # logit being codes @ weights + offset; its held-out balanced accuracy; the unit
         # vector its slider moves along (facecomp.latents.edit_vectors; zero in files older

@@ -6,12 +6,15 @@ computations it caches live in demo, explore, visual and charts.
 from __future__ import annotations
 
 import ctypes
+import functools
+import itertools
 import logging
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -79,20 +82,53 @@ _LIBC = _glibc()
 if _LIBC is not None:
     _LIBC.mallopt(M_ARENA_MAX, 2)
 
-# Work that takes a core for a second or more (a Compare run, a photo's detection, sample
-# grids, a morph GIF) runs on these worker threads, in the order it arrives and at a lower
-# priority (nice 10): however many visitors upload at once, a slider move (in its own script
-# thread) competes with at most this many jobs for the CPU, and goes first.
+
+class HeavyPool:
+    """Worker threads for heavy jobs: quick ones (a photo's face detection, ~0.1 s) first, then
+    the rest in the order they arrive.
+
+    An upload needs a detection and then a comparison (~1 CPU-second). Taken strictly in order,
+    its detection waited behind every comparison queued before it, and its comparison then behind
+    those queued meanwhile: two waits per upload when many visitors upload at once.
+    """
+
+    QUICK, LONG = 0, 1
+
+    def __init__(self, workers: int, initializer: Callable[[], None]) -> None:
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()  # FIFO within a priority; never compares two jobs
+        for i in range(workers):
+            threading.Thread(target=self._serve, args=(initializer,), name=f"heavy_{i}", daemon=True).start()
+
+    def submit(self, job: Callable[[], T], priority: int) -> Future:
+        future: Future = Future()
+        self._jobs.put((priority, next(self._order), job, future))
+        return future
+
+    def _serve(self, initializer: Callable[[], None]) -> None:
+        initializer()
+        while True:
+            _, _, job, future = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(job())
+                except BaseException as err:  # handed to the waiting script thread, which raises it
+                    future.set_exception(err)
+
+
+# Work that takes a core for a second or more (a Compare run, sample grids, a morph GIF) and a
+# photo's detection run on these worker threads at a lower priority (nice 10): however many
+# visitors upload at once, a slider move (in its own script thread) competes with at most this
+# many jobs for the CPU, and goes first.
 HEAVY_SLOTS = max(1, os.cpu_count() or 1)
-_heavy_pool = ThreadPoolExecutor(
-    HEAVY_SLOTS, thread_name_prefix="heavy", initializer=demo.background_thread, initargs=(INFERENCE_THREADS,)
-)
+_heavy_pool = HeavyPool(HEAVY_SLOTS, functools.partial(demo.background_thread, INFERENCE_THREADS))
 
 
-def _heavy(work: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """work(*args, **kwargs) on a heavy-work thread; then the memory it freed goes back to the
-    system. A batched decode's activations take ~25 MB each, and glibc keeps freed blocks that
-    size for reuse (its mmap threshold grows as they are freed)."""
+def _heavy(work: Callable[..., T], *args: object, quick: bool = False, **kwargs: object) -> T:
+    """work(*args, **kwargs) on a heavy-work thread (quick: ahead of the long jobs waiting);
+    then the memory it freed goes back to the system. A batched decode's activations take
+    ~25 MB each, and glibc keeps freed blocks that size for reuse (its mmap threshold grows as
+    they are freed)."""
 
     def job() -> T:
         try:
@@ -101,7 +137,7 @@ def _heavy(work: Callable[..., T], *args: object, **kwargs: object) -> T:
             if _LIBC is not None:
                 _LIBC.malloc_trim(0)
 
-    return _heavy_pool.submit(job).result()
+    return _heavy_pool.submit(job, HeavyPool.QUICK if quick else HeavyPool.LONG).result()
 
 
 def inference_threads() -> None:
@@ -169,7 +205,7 @@ def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
 # another face in it can be cropped; only the photo on screen needs that.
 @st.cache_data(max_entries=4, show_spinner=False)
 def _photo(data: bytes) -> demo.Photo:
-    return _heavy(demo.open_photo, data)
+    return _heavy(demo.open_photo, data, quick=True)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -348,10 +384,7 @@ def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) 
     file was made, and its downloads. Plain text, never st.metric: a narrow column must not
     cut a number off. A file over the budget keeps its picture and numbers, marked in red."""
     st.markdown(f"### {res.name}")
-    shown = res.image
-    if heatmap and res.name != "Original":
-        shown = load_image(heat(original_png, png_bytes(res.image)))
-    face_image(shown, key)
+    face_image(heat(original_png, res.png) if heatmap and res.name != "Original" else res.png, key)
     size = f"**{res.n_bytes:,} bytes**"
     if res.name == "Original":
         st.markdown(f"{size} PNG  \n{res.bpp:.2f} bpp  \nraw {RAW_BYTES:,} bytes")
@@ -376,7 +409,7 @@ def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) 
             )
         st.download_button(
             "PNG",
-            png_bytes(res.image),
+            res.png,
             demo.png_name(res),
             "image/png",
             key=f"{key}_png",

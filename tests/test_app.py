@@ -6,6 +6,7 @@ what they look like is checked by tests/test_browser.py and its screenshots.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,25 @@ def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:
     assert_clean(at)
     assert any("B: my_face.fcz" in (img.proto.imgs[0].caption if img.proto.imgs else "") for img in at.image)
     assert image_urls(at)[:2] == before[:2] and image_urls(at) != before  # start face kept, B and the morph new
+
+
+def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
+    """A photo's detection must not queue behind comparisons that arrived before it."""
+    pool = ui.HeavyPool(1, lambda: None)
+    started, release, order = threading.Event(), threading.Event(), []
+
+    def blocker() -> None:
+        started.set()
+        release.wait(10)
+
+    pool.submit(blocker, ui.HeavyPool.LONG)
+    assert started.wait(10)
+    futures = [pool.submit(lambda n=n: order.append(n), ui.HeavyPool.LONG) for n in ("long 1", "long 2")]
+    futures.append(pool.submit(lambda: order.append("quick"), ui.HeavyPool.QUICK))
+    failing = pool.submit(lambda: 1 / 0, ui.HeavyPool.LONG)
+    release.set()
+    for future in futures:
+        future.result(10)
+    assert order == ["quick", "long 1", "long 2"]
+    with pytest.raises(ZeroDivisionError):
+        failing.result(10)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facecomp import charts, codec, demo, explore
+from facecomp import charts, codec, demo, explore, metrics
 from facecomp.faces import FaceBox, ImageLoadError
 from facecomp.visual import draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
@@ -213,6 +213,25 @@ def test_charts_from_evaluation() -> None:
 
 def test_png_bytes_is_lossless(crop: Image.Image) -> None:
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(crop))).convert("RGB")), np.asarray(crop))
+
+
+def test_ssim_is_scikit_images(crop: Image.Image) -> None:
+    from skimage.metrics import structural_similarity
+
+    x = to_tensor(crop)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    for y in ((x + 0.05 * noise).clamp(0, 1), x.flip(-1), torch.full_like(x, 0.5)):
+        expected = structural_similarity(
+            x.permute(1, 2, 0).numpy(),
+            y.permute(1, 2, 0).numpy(),
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        assert metrics.ssim(x, y) == pytest.approx(expected, abs=1e-6)
+    assert metrics.ssim(x, x) == pytest.approx(1.0)
 
 
 def test_markdown_table() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -213,3 +216,19 @@ def test_load_models_loads_every_kind_with_its_card(tiny_weights: Path) -> None:
     assert all(models[k].cfg.kind == k and cards[k]["sha256"] == models[k].codec_sha256 for k in MODEL_KINDS)
     only_vae, _ = load_models(tiny_weights, ["vae"])
     assert list(only_vae) == ["vae"]
+
+
+def test_home_example_imports_neither_torchs_compiler_nor_scipy() -> None:
+    """The app's first page waits for loading the models and computing Home's example. torch's
+    compiler (1.4 s: torch.eye on the meta device, where read_model builds models, imports it),
+    scipy (0.2 s) and scikit-image must stay out of that path."""
+    code = (
+        "import sys; from facecomp import demo, weights; models, _ = weights.load_models(); "
+        "photo = demo.open_photo(demo.builtin_photo_bytes(next(iter(demo.BUILTIN_PHOTOS)))); "
+        "demo.compare(demo.choose_crop(photo, 0), models, 256, classic=(), measure=False); "
+        "print(sorted(m for m in ('torch._dynamo', 'scipy', 'skimage') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FACECOMP_WEIGHTS_DIR"}  # the shipped weights
+    out = subprocess.run([sys.executable, "-c", code], cwd=SHIPPED.parent, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
