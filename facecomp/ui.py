@@ -213,7 +213,8 @@ def _crop(data: bytes, face: int | None) -> bytes:
     return png_bytes(demo.choose_crop(_photo(data), face))
 
 
-# A comparison is ~0.4 MB once pickled: 16 of them, the recent budgets and latent sizes of a few visitors.
+# A comparison is ~0.55 MB once pickled (pictures and their PNGs): 16 of them, the recent budgets and
+# latent sizes of a few visitors.
 @st.cache_data(max_entries=16, show_spinner="Compressing and measuring identity…")
 def compare(
     crop_png: bytes,
