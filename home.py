@@ -1,14 +1,20 @@
 """FaceComp home (the first page; app.py starts the server): what it does, a live example, links, and
-which weights are loaded."""
+which weights are loaded.
+
+Drawn without torch when the example is kept on disk from an earlier start (facecomp.first_page):
+the page is then ready while the server is still importing torch and loading the models."""
 
 import streamlit as st
 
-from facecomp import demo, ui
-from facecomp.weights import default_weights_dir
+from facecomp import first_page, page
+from facecomp.weight_files import default_weights_dir
 
-ui.page_setup("Home")
-models, cards = ui.models_or_stop()
-key = ui.weights_key()
+page.page_setup("Home")
+example = first_page.read(default_weights_dir())
+if example is None:
+    from facecomp import ui  # imports torch: computes the example and keeps it for the next start
+
+    example = ui.home_example()
 
 st.title("FaceComp")
 st.markdown(
@@ -26,18 +32,18 @@ BLURBS = {
     "Benchmarks": "rate–distortion charts",
     "How it works": "the ideas, for a talk",
 }
-st.subheader(f"Live example: {ui.HOME_EXAMPLE}, at most {ui.HOME_BUDGET} bytes a face")
+st.subheader(f"Live example: {example.photo}, at most {example.budget} bytes a face")
 *face_cols, links = st.columns([1, 1, 1, 1], gap="medium")
-crop_png, results = ui.home_example(key)
-for col, res in zip(face_cols, results, strict=True):
+for col, res in zip(face_cols, example.results, strict=True):
     with col:
-        ui.result_card(res, crop_png, heatmap=False, key=f"home_{res.name}")
+        page.result_card(res, key=f"home_{res.name}")
 with links:
     st.markdown("### Explore")
-    for path, label, icon in ui.NAV[1:]:
+    for path, label, icon in page.NAV[1:]:
         st.page_link(path, label=f"**{label}**", icon=icon)
         st.caption(BLURBS[label])
 
 st.subheader("Loaded weights")
-st.markdown(demo.markdown_table(demo.card_rows(cards)))
+st.markdown(first_page.markdown_table(first_page.card_rows(example.cards)))
 st.caption(f"From `{default_weights_dir()}` (set FACECOMP_WEIGHTS_DIR to use others). SHA-256 verified on load.")
+first_page.home_drawn()

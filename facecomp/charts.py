@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from .attributes import MIN_BALANCED_ACCURACY
 from .classic import CLASSIC_FORMATS, CLASSIC_NAMES
 from .model import MODEL_KINDS
-from .weights import default_weights_dir
+from .weight_files import default_weights_dir
 
 MODEL_COLOURS = {"ae": "#1f77b4", "vae": "#d62728"}
 CLASSIC_COLOURS = {"JPEG": "#7f7f7f", "WEBP": "#2ca02c", "AVIF": "#9467bd", "HEIF": "#ff7f0e", "JXL": "#8c564b"}

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 
@@ -20,11 +20,11 @@ from PIL import Image
 
 from . import codec, identity, metrics
 from .classic import CLASSIC_EXT, CLASSIC_FORMATS, classic_name, classic_within
-from .faces import CROP_SIZE, FaceBox, centre_crop, crop_face, detect_faces, load_image
+from .faces import FaceBox, centre_crop, crop_face, detect_faces, load_image
 from .model import MODEL_KINDS, FaceAE
+from .result import CROP_SIZE, Result
 from .visual import png_bytes, to_pil, to_tensor
 
-PIXELS = CROP_SIZE * CROP_SIZE
 COMPARE_WORKERS = 2  # threads one comparison runs its codecs on
 
 
@@ -74,43 +74,6 @@ def choose_crop(photo: Photo, face: int | None) -> Image.Image:
     if face is None or not photo.boxes:
         return centre_crop(photo.image)
     return crop_face(photo.image, photo.boxes[min(face, len(photo.boxes) - 1)])
-
-
-@dataclass
-class Result:
-    """One picture in the comparison row and what it cost."""
-
-    name: str
-    image: Image.Image | None
-    n_bytes: int | None = None
-    psnr: float | None = None
-    ssim: float | None = None
-    data: bytes | None = None  # the encoded file (.fcz, .jpg, ...)
-    file_name: str | None = None
-    note: str = ""
-    extra: dict = field(default_factory=dict)  # over_budget, needed_bytes, estimated_bytes
-    identity: float | None = None  # dlib descriptor distance to the original; None: not measured
-    png: bytes | None = None  # the picture as PNG, encoded once: shown, downloaded and heat-mapped from it
-
-    @property
-    def bpp(self) -> float | None:
-        return None if self.n_bytes is None else 8 * self.n_bytes / PIXELS
-
-    @property
-    def over_budget(self) -> bool:
-        """The file is larger than the budget: even the smallest one this codec can make."""
-        return bool(self.extra.get("over_budget"))
-
-    @property
-    def same_person(self) -> bool | None:
-        return None if self.identity is None else self.identity < identity.SAME_PERSON
-
-    @property
-    def identity_text(self) -> str:
-        """'same person (0.41)', 'another person? (0.67)', or '' when not measured."""
-        if self.identity is None:
-            return ""
-        return f"{'same person' if self.same_person else 'another person?'} ({self.identity:.2f})"
 
 
 def _scored(name: str, crop_t: torch.Tensor, image: Image.Image, data: bytes, file_name: str, note: str) -> Result:
@@ -167,6 +130,25 @@ def background_thread(torch_threads: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
+_codec_pools = threading.local()
+
+
+def _codec_pool() -> ThreadPoolExecutor:
+    """The calling thread's codec threads, kept for the life of the process. glibc gives each
+    new thread a malloc arena in turn: threads made for each comparison spread its memory peaks
+    over every arena of the app server, and each arena kept its own high-water mark (measured
+    with scripts/load_test.py). One pool per caller keeps a comparison's concurrency as it was."""
+    if not hasattr(_codec_pools, "pool"):
+        _codec_pools.pool = ThreadPoolExecutor(COMPARE_WORKERS, "codec", initializer=background_thread, initargs=(1,))
+    return _codec_pools.pool
+
+
+def _with_torch_threads(threads: int, job: Callable[[], Result]) -> Result:
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)  # the caller's setting, per thread
+    return job()
+
+
 def compare(
     crop: Image.Image,
     models: Mapping[str, FaceAE],
@@ -220,47 +202,7 @@ def compare(
     # The searches are independent and torch and the image codecs release the GIL: on two
     # cores one visitor waits about half as long.
     threads = torch.get_num_threads()
-    with ThreadPoolExecutor(COMPARE_WORKERS, initializer=background_thread, initargs=(threads,)) as pool:
-        results += pool.map(lambda job: job(), jobs)
+    results += _codec_pool().map(lambda job: _with_torch_threads(threads, job), jobs)
     if measure:
         measure_identity(results)
     return results
-
-
-def png_name(result: Result) -> str:
-    """A PNG file name for a result's decoded picture."""
-    base = (result.file_name or result.name).rsplit(".", 1)[0]
-    return f"{base}.png"
-
-
-def card_rows(cards: Mapping[str, dict]) -> list[dict]:
-    """One row per model card for the Home page's table of loaded weights."""
-    rows = []
-    for kind, card in cards.items():
-        val = card.get("validation_psnr") or {}
-        row = {
-            "model": kind.upper(),
-            "latent sizes": ", ".join(str(k) for k in card.get("latent_sizes", [])),
-            # A fine-tuned model's totals include the run it started from.
-            "epochs": card.get("total_epochs", card.get("epochs")),
-            "training minutes": card.get("total_training_minutes", card.get("training_minutes")),
-            "hardware": card.get("hardware"),
-        }
-        for size in sorted(val, key=int):
-            row[f"val PSNR @{size}"] = None if val[size] is None else round(float(val[size]), 2)
-        row["SHA-256"] = str(card.get("sha256", ""))[:12]
-        rows.append(row)
-    return rows
-
-
-def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
-    """Rows with the same keys as a Markdown table (a small table needs no dataframe, whose
-    pandas and Arrow imports would hold up the first page by ~0.3 s); None shows as a dash."""
-    if not rows:
-        return ""
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = ["–" if row[k] is None else str(row[k]).replace("|", "\\|") for k in header]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

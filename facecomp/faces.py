@@ -23,10 +23,11 @@ import pillow_heif
 import pillow_jxl  # noqa: F401  (registers the "JXL" format with Pillow)
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from .result import CROP_SIZE
+
 # Phones upload HEIC and some cameras JPEG XL: Pillow opens both once registered.
 pillow_heif.register_heif_opener()
 
-CROP_SIZE = 128
 # Crop side as a multiple of the Haar box width, and how far below the box centre
 # the crop centre sits (Haar boxes start high on the forehead). Chosen so that a
 # UTKFace photo, where the face fills the frame, is cropped to almost all of itself.

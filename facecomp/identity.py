@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 
 from .dlib_resnet import CHIP_SIZE, DlibFaceNet
+from .result import SAME_PERSON
 
-SAME_PERSON = 0.6  # dlib's published threshold on descriptor distance
 MEASURE_SIZE = 256
 MEASURE_BOX = (20, 20, 236, 236)
 

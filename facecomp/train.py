@@ -27,7 +27,8 @@ from tqdm import tqdm
 from .data import CropCache
 from .latents import fit_and_save
 from .model import LATENT_LADDER, FaceAE, ModelConfig, build_model, sample_prefix
-from .weights import read_model, save_model, sha256_file, tensors_from_file, tensors_to_file
+from .weight_files import sha256_file
+from .weights import read_model, save_model, tensors_from_file, tensors_to_file
 
 # Chosen from the sweep in the README: prior samples as face-like as the fitted sampler's.
 DEFAULT_KL_WEIGHT = 0.2

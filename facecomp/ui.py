@@ -1,6 +1,7 @@
 """Streamlit glue shared by the pages: cached models and per-image work, the photo
-picker and the comparison row. The only facecomp module that imports Streamlit; the
-computations it caches live in demo, explore, visual and charts.
+picker and the comparison row. With page (the frame and the face cards, without torch), the
+only facecomp modules that import Streamlit; the computations it caches live in demo,
+explore, visual and charts.
 """
 
 from __future__ import annotations
@@ -22,41 +23,24 @@ from typing import TypeVar
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
-from . import demo, explore
+from . import demo, explore, first_page, page
 from .classic import CLASSIC_FORMATS
 from .faces import ImageLoadError, load_image
 from .latent_space import load_latent_space_report
 from .model import MODEL_KINDS, FaceAE
+from .result import Result
 from .visual import draw_boxes, enlarge, error_map, png_bytes
 from .weights import WeightsError, default_weights_dir, detail_path, load_models, weights_path
 
-ICON = "🗜️"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "avif", "heic", "heif", "jxl", "gif", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in photo", "Upload", "Camera")
 RANDOM = "Random face"
 
 
-NAV = (
-    ("home.py", "Home", ":material/home:"),
-    ("pages/1_Compare.py", "Compare", ":material/compare:"),
-    ("pages/2_Latent_explorer.py", "Latent explorer", ":material/tune:"),
-    ("pages/3_Benchmarks.py", "Benchmarks", ":material/monitoring:"),
-    ("pages/4_How_it_works.py", "How it works", ":material/lightbulb:"),
-)
-
-
 INFERENCE_THREADS = 1
 T = TypeVar("T")
-FACE_KEY = "face_"  # containers whose key starts so hold a 128x128 face (see face_image)
-_CSS = (
-    '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
-    f' [class*="st-key-{FACE_KEY}"] img {{image-rendering: pixelated;}}'
-)
-
-
 # ---- the server's CPU and memory ------------------------------------------------------
 
 M_ARENA_MAX = -8  # glibc's mallopt option
@@ -152,19 +136,9 @@ def inference_threads() -> None:
 
 
 def page_setup(title: str, sidebar: str = "auto") -> None:
-    """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app").
-
-    sidebar "collapsed": the menu starts folded away (its arrow opens it), for pages whose
-    pictures need the full width of a 1280-pixel projector.
-    """
+    """page.page_setup, and one torch thread for the page's script thread."""
     inference_threads()
-    st.set_page_config(page_title=f"FaceComp · {title}", page_icon=ICON, layout="wide", initial_sidebar_state=sidebar)
-    # Slimmer page margins: on a projector every pixel goes to the faces.
-    st.html(f"<style>{_CSS}</style>")
-    with st.sidebar:
-        st.markdown("## FaceComp")
-        for path, label, icon in NAV:
-            st.page_link(path, label=label, icon=icon)
+    page.page_setup(title, sidebar)
 
 
 # ---- models -------------------------------------------------------------------------
@@ -175,12 +149,18 @@ def _load(key: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
     return load_models(Path(key.split("|", 1)[0]))
 
 
+def _weights_files(folder: Path) -> list[Path]:
+    """Every file the models are loaded from: each kind's weights, detail layer and their cards."""
+    files = [p for kind in MODEL_KINDS for p in (weights_path(kind, folder), detail_path(kind, folder))]
+    return [q for p in files for q in (p, p.with_suffix(".json"))]
+
+
 def weights_key() -> str:
     """Cache key for everything computed with the current weights: their folder (tests switch
     folders) and the files' modification times (retrained weights or detail layers replace the old ones)."""
     folder = default_weights_dir()
     stamps = []
-    for path in [p for kind in MODEL_KINDS for p in (weights_path(kind, folder), detail_path(kind, folder))]:
+    for path in _weights_files(folder):
         try:
             stamps.append(str(path.stat().st_mtime_ns))
         except OSError:
@@ -223,7 +203,7 @@ def compare(
     latent: int | None = None,
     classic: tuple[str, ...] = CLASSIC_FORMATS,
     identity: bool = True,
-) -> list[demo.Result]:
+) -> list[Result]:
     """demo.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic).
 
     identity False skips the identity check (its models take ~0.2 s to load on a cold start).
@@ -368,55 +348,9 @@ def pick_crop(
     return _crop(data, face)
 
 
-RAW_BYTES = 128 * 128 * 3
-
-
-def face_image(image: Image.Image | bytes, key: str, caption: str | None = None) -> None:
-    """A 128x128 face as wide as its column, every pixel a sharp square: the page sends the
-    128-pixel PNG and the browser enlarges it (CSS pixelated). A 4x enlarged PNG cost the
-    server ~12 ms a picture to encode, eight per comparison and one per slider move."""
-    with st.container(key=f"{FACE_KEY}{key}"):
-        # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
-        st.image(image, caption=caption, width="stretch", output_format="PNG")
-
-
-def result_card(res: demo.Result, original_png: bytes, heatmap: bool, key: str) -> None:
-    """One column of the comparison: picture, then bytes, bpp, PSNR, SSIM, identity, how the
-    file was made, and its downloads. Plain text, never st.metric: a narrow column must not
-    cut a number off. A file over the budget keeps its picture and numbers, marked in red."""
-    st.markdown(f"### {res.name}")
-    face_image(heat(original_png, res.png) if heatmap and res.name != "Original" else res.png, key)
-    size = f"**{res.n_bytes:,} bytes**"
-    if res.name == "Original":
-        st.markdown(f"{size} PNG  \n{res.bpp:.2f} bpp  \nraw {RAW_BYTES:,} bytes")
-        return
-    lines = [f":red[{size}]" if res.over_budget else size, f"{res.bpp:.3f} bpp"]
-    lines += [f"PSNR **{res.psnr:.2f}** dB", f"SSIM **{res.ssim:.3f}**"]
-    if res.identity is not None:
-        lines.append(res.identity_text if res.same_person else f":orange[{res.identity_text}]")
-    lines.append(f":red[**{res.note}**]" if res.over_budget else res.note)
-    st.markdown("  \n".join(lines))
-    with st.popover("Files", icon=":material/download:"):
-        if res.data is not None and res.file_name:
-            suffix = res.file_name.rsplit(".", 1)[-1]
-            st.download_button(
-                f".{suffix}" if suffix == "fcz" else f"{suffix.upper()} file",
-                res.data,
-                res.file_name,
-                "application/octet-stream",
-                key=f"{key}_file",
-                on_click="ignore",
-                icon=":material/download:",
-            )
-        st.download_button(
-            "PNG",
-            res.png,
-            demo.png_name(res),
-            "image/png",
-            key=f"{key}_png",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+def result_card(res: Result, original_png: bytes, heatmap: bool, key: str) -> None:
+    """page.result_card, showing the error heat map against the original when heatmap is set."""
+    page.result_card(res, key, heat(original_png, res.png) if heatmap and res.name != "Original" else None)
 
 
 # ---- the first page, ready before the first visitor ---------------------------------
@@ -426,11 +360,24 @@ HOME_BUDGET = 256  # bytes a face: the budget picks latent size, quantiser and d
 WARM_UP_THREAD = "warm-up"
 
 
-def home_example(key: str) -> tuple[bytes, list[demo.Result]]:
-    """Home's live example: the first built-in photo's face (a centred crop if none is
-    found), then AE and VAE at HOME_BUDGET bytes. No identity: it adds time to the first page."""
+@st.cache_data(max_entries=1, show_spinner=False)
+def _home_example(key: str) -> first_page.Example:
+    """Computed once per weights and kept on disk for the next start (first_page)."""
+    _, cards = _load(key)
     crop_png = _crop(demo.builtin_photo_bytes(HOME_EXAMPLE), 0)
-    return crop_png, compare(crop_png, HOME_BUDGET, key, classic=(), identity=False)
+    results = compare(crop_png, HOME_BUDGET, key, classic=(), identity=False)
+    example = first_page.Example(HOME_EXAMPLE, HOME_BUDGET, crop_png, results, cards)
+    folder = default_weights_dir()
+    first_page.save(folder, _weights_files(folder), example)
+    return example
+
+
+def home_example() -> first_page.Example:
+    """Home's live example: the first built-in photo's face (a centred crop if none is found),
+    then AE and VAE at HOME_BUDGET bytes. No identity: it adds time to the first page. Weights
+    that cannot be loaded end the page with one message."""
+    models_or_stop()
+    return _home_example(weights_key())
 
 
 class _NoWarmUpWarning(logging.Filter):
@@ -441,14 +388,18 @@ class _NoWarmUpWarning(logging.Filter):
 
 
 def warm_up() -> None:
-    """Load the models and compute Home's live example into the caches, so that the first page
-    need not wait for them. app.py runs this in a thread as the server starts: it overlaps the
-    server's own start and the browser loading Streamlit's front end. A first page that asks
-    meanwhile waits for the same computation (Streamlit computes a cached value once)."""
+    """Load the models and, unless it is kept on disk (first_page), compute Home's live example
+    into the caches, so that the first page need not wait for them. app.py runs this in a
+    thread as the server starts: it overlaps the server's own start and the browser loading
+    Streamlit's front end. A first page that asks meanwhile waits for the same computation
+    (Streamlit computes a cached value once)."""
     threading.current_thread().name = WARM_UP_THREAD
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_NoWarmUpWarning())
     inference_threads()
     try:
-        home_example(weights_key())
+        key = weights_key()
+        _load(key)  # the other pages need them; Home may not (first_page)
+        if first_page.read(default_weights_dir()) is None:
+            _home_example(key)
     except WeightsError:
         pass  # the first page will say what is wrong

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,8 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from .detail import DetailCodec, DetailConfig, coding_tensors, detail_codec
 from .model import MODEL_KINDS, FaceAE, ModelConfig, build_model
+from .weight_files import default_weights_dir, sha256_file
 
-SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 RETRAIN_HINT = "see README 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
 
 
@@ -29,19 +27,6 @@ RETIRED_BUFFERS = {"age_direction"}
 
 class WeightsError(RuntimeError):
     """Shipped weights are missing, altered or unreadable."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def default_weights_dir() -> Path:
-    """The shipped weights, unless FACECOMP_WEIGHTS_DIR points elsewhere (tests, retrained runs)."""
-    return Path(os.environ.get("FACECOMP_WEIGHTS_DIR") or SHIPPED_WEIGHTS_DIR)
 
 
 def weights_path(kind: str, weights_dir: Path | None = None) -> Path:

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from facecomp import codec, explore, ui
+from facecomp import codec, explore, page, ui
 from facecomp.model import MODEL_KINDS
 
 ui.page_setup("Latent explorer")
@@ -77,10 +77,10 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
     moved = explore.move(torch.from_numpy(code), shown + more, sigmas)
     with start_col:
         st.markdown("### Start")
-        ui.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
+        page.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
     with edited_col:
         st.markdown("### Edited")
-        ui.face_image(explore.decode(vae, moved), "edited", caption="the VAE's decoding, moved by the sliders")
+        page.face_image(explore.decode(vae, moved), "edited", caption="the VAE's decoding, moved by the sliders")
 
 
 @st.fragment
@@ -98,11 +98,11 @@ def morph(code: np.ndarray, label: str) -> None:
         gif = ui.morph_gif(za.numpy().tobytes(), zb.numpy().tobytes(), 16, key)
         st.download_button("Download the morph (GIF)", gif, "facecomp_morph.gif", "image/gif", on_click="ignore")
     with a_col:
-        ui.face_image(face_png(code), "morph_a", caption=f"A: {label}")
+        page.face_image(face_png(code), "morph_a", caption=f"A: {label}")
     with t_col:
-        ui.face_image(explore.decode(vae, explore.slerp(za, zb, t)), "morph_t", caption=f"t = {t:.2f}")
+        page.face_image(explore.decode(vae, explore.slerp(za, zb, t)), "morph_t", caption=f"t = {t:.2f}")
     with b_col:
-        ui.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
+        page.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
 
 
 @st.fragment

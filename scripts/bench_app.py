@@ -4,7 +4,9 @@
 
 1. Cold start: starts `streamlit run app.py`, opens Home in headless Chromium (already
    running, so its own start-up is not counted) and waits until the live example's images
-   have loaded and the script run is over. Prints seconds from the server's launch.
+   have loaded and the script run is over. Prints seconds from the server's launch. Home's
+   example is kept on disk by the first start (facecomp/first_page.py); to time a very first
+   start, give an empty cache folder: FACECOMP_CACHE_DIR=$(mktemp -d) python scripts/bench_app.py
 2. Slider move, browser round trip: mouse drag to the new image on screen.
 3. Slider move, server time: `facecomp.bench.app_reruns` (AppTest; also in `python -m facecomp bench`).
 

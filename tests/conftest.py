@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,15 @@ from facecomp.model import ModelConfig, build_model
 from facecomp.weights import save_model
 
 TINY_CHANNELS = (8, 8, 16, 16, 16)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Home's example is kept in a throwaway folder, never the user's cache (first_page)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACECOMP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,19 @@ what they look like is checked by tests/test_browser.py and its screenshots.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from facecomp import ui
+from facecomp import first_page, ui
+from facecomp.page import NAV
+from facecomp.result import Result
 from tests.appdata import ROOT, astronaut_png, make_weights_dir, old_evaluation
 
 PAGES = ["pages/1_Compare.py", "pages/2_Latent_explorer.py", "pages/3_Benchmarks.py", "pages/4_How_it_works.py"]
@@ -48,7 +54,7 @@ def test_home_renders_example_and_cards(use_weights: Path) -> None:
     assert_clean(at)
     assert len(at.image) == 3  # the crop, AE and VAE of the live example
     assert "bytes" in text(at)
-    assert len(at.get("page_link")) == 4 + len(ui.NAV)  # body links + sidebar menu
+    assert len(at.get("page_link")) == 4 + len(NAV)  # body links + sidebar menu
     assert "| AE |" in text(at) and "| VAE |" in text(at)  # the loaded weights' cards
 
 
@@ -352,3 +358,54 @@ def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
     assert order == ["quick", "long 1", "long 2"]
     with pytest.raises(ZeroDivisionError):
         failing.result(10)
+
+
+# ---- the first page from disk -----------------------------------------------------
+
+
+def test_home_is_kept_on_disk_and_drawn_from_it_without_torch(
+    use_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Home computes the example and keeps it; a new server process draws the same
+    page from disk without importing torch (the seconds of a cold start)."""
+    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path))
+    st.cache_data.clear()  # computed afresh, as in a new server
+    first = open_page()
+    assert_clean(first)
+    assert list(tmp_path.glob("home-*.json"))
+    code = (
+        "import sys; from streamlit.testing.v1 import AppTest; "
+        "at = AppTest.from_file('home.py', default_timeout=120); at.run(); "
+        "print('torch' in sys.modules, [e.value for e in at.exception], "
+        "'\\n'.join(m.value for m in at.markdown))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    no_torch, exceptions, markdown = out.stdout.split(" ", 2)
+    assert (no_torch, exceptions) == ("False", "[]")
+    assert markdown.strip() == text(first)  # the same bytes, PSNR, SSIM and cards
+
+
+def test_kept_example_is_dropped_when_a_weights_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "ae.safetensors").write_bytes(b"weights")
+    files = [folder / "ae.safetensors", folder / "detail-ae.safetensors"]  # no detail layer yet
+    res = Result("AE", None, 200, 24.5, 0.7, b"fcz", "face_ae.fcz", "latent 64", {"estimated_bytes": 199.0}, png=b"png")
+    first_page.save(folder, files, first_page.Example("photo", 256, b"crop", [res], {"ae": {"sha256": "ab"}}))
+    kept = first_page.read(folder)
+    assert kept == first_page.Example("photo", 256, b"crop", [res], {"ae": {"sha256": "ab"}})
+    (folder / "detail-ae.safetensors").write_bytes(b"detail")  # a detail layer added
+    assert first_page.read(folder) is None
+    (folder / "detail-ae.safetensors").unlink()
+    assert first_page.read(folder) == kept
+    (folder / "ae.safetensors").write_bytes(b"retrained")
+    assert first_page.read(folder) is None
+
+
+def test_example_not_kept_where_the_cache_is_not_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    first_page.save(tmp_path, [], first_page.Example("photo", 256, b"crop", [], {}))  # no exception
+    assert first_page.read(tmp_path) is None

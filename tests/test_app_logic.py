@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from facecomp import charts, codec, demo, explore, metrics
+from facecomp import charts, codec, demo, explore, first_page, metrics
 from facecomp.faces import FaceBox, ImageLoadError
+from facecomp.result import Result
 from facecomp.visual import draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
 from tests.appdata import ASTRONAUT, fake_evaluation, make_weights_dir
@@ -105,9 +106,9 @@ def test_compare_without_dlib_has_no_identity(
 
 
 def test_identity_text() -> None:
-    assert demo.Result("AE", None, identity=0.41).identity_text == "same person (0.41)"
-    assert demo.Result("AE", None, identity=0.67).identity_text == "another person? (0.67)"
-    assert demo.Result("AE", None).identity_text == ""
+    assert Result("AE", None, identity=0.41).identity_text == "same person (0.41)"
+    assert Result("AE", None, identity=0.67).identity_text == "another person? (0.67)"
+    assert Result("AE", None).identity_text == ""
 
 
 def test_upscale_is_nearest_and_exact() -> None:
@@ -236,13 +237,13 @@ def test_ssim_is_scikit_images(crop: Image.Image) -> None:
 
 def test_markdown_table() -> None:
     rows = [{"model": "AE", "epochs": 3, "note": "a|b"}, {"model": "VAE", "epochs": None, "note": ""}]
-    assert demo.markdown_table(rows).splitlines() == [
+    assert first_page.markdown_table(rows).splitlines() == [
         "| model | epochs | note |",
         "|---|---|---|",
         "| AE | 3 | a\\|b |",
         "| VAE | – |  |",
     ]
-    assert demo.markdown_table([]) == ""
+    assert first_page.markdown_table([]) == ""
 
 
 def test_compare_runs_each_classic_codec_as_alone(crop: Image.Image) -> None:

@@ -1,16 +1,23 @@
 """The Dockerfile builds the environment requirements.txt describes and serves the app with a health check.
 
 Docker itself is not run here (no daemon on the test machines); these checks read the
-files a build would use.
+files a build would use, and run the build's one step of our own (Home's example).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import shlex
+import subprocess
 import sys
 from importlib.metadata import distributions, packages_distributions
 from pathlib import Path
+
+import pytest
+
+from facecomp import first_page
+from facecomp.weight_files import SHIPPED_WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -77,3 +84,18 @@ def test_image_carries_the_app_and_weights_and_checks_health() -> None:
     (cmd,) = instructions("CMD")
     assert "streamlit" in cmd and "app.py" in cmd and f"--server.port={port}" in cmd
     assert "--server.address=0.0.0.0" in cmd  # reachable through the published port
+
+
+def test_image_keeps_homes_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build computes Home's example as the app's user, with the shipped weights, so a new
+    container's first page draws from it (facecomp.first_page)."""
+    (run,) = [run for run in instructions("RUN") if "warm_up" in run]
+    assert DOCKERFILE.index(run) > DOCKERFILE.index("\nUSER ")  # kept in the app user's cache
+    program, *args = shlex.split(run)
+    assert program == "python"
+    monkeypatch.delenv("FACECOMP_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path))
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    kept = first_page.read(SHIPPED_WEIGHTS_DIR)
+    assert kept is not None and [r.name for r in kept.results] == ["Original", "AE", "VAE"]

@@ -1,0 +1,89 @@
+"""The pages' frame and the face cards: Streamlit and Pillow only, no torch, so the first page
+can draw from results kept on disk while torch is still being imported (first_page). ui adds
+the cached computations the other pages need."""
+
+from __future__ import annotations
+
+import streamlit as st
+from PIL import Image
+
+from .result import PIXELS, Result
+
+ICON = "🗜️"
+NAV = (
+    ("home.py", "Home", ":material/home:"),
+    ("pages/1_Compare.py", "Compare", ":material/compare:"),
+    ("pages/2_Latent_explorer.py", "Latent explorer", ":material/tune:"),
+    ("pages/3_Benchmarks.py", "Benchmarks", ":material/monitoring:"),
+    ("pages/4_How_it_works.py", "How it works", ":material/lightbulb:"),
+)
+FACE_KEY = "face_"  # containers whose key starts so hold a 128x128 face (see face_image)
+_CSS = (
+    '[data-testid="stMainBlockContainer"] {padding: 2.5rem 2rem 2rem 2rem; max-width: 100%;}'
+    f' [class*="st-key-{FACE_KEY}"] img {{image-rendering: pixelated;}}'
+)
+RAW_BYTES = PIXELS * 3
+
+
+def page_setup(title: str, sidebar: str = "auto") -> None:
+    """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app").
+
+    sidebar "collapsed": the menu starts folded away (its arrow opens it), for pages whose
+    pictures need the full width of a 1280-pixel projector.
+    """
+    st.set_page_config(page_title=f"FaceComp · {title}", page_icon=ICON, layout="wide", initial_sidebar_state=sidebar)
+    # Slimmer page margins: on a projector every pixel goes to the faces.
+    st.html(f"<style>{_CSS}</style>")
+    with st.sidebar:
+        st.markdown("## FaceComp")
+        for path, label, icon in NAV:
+            st.page_link(path, label=label, icon=icon)
+
+
+def face_image(image: Image.Image | bytes, key: str, caption: str | None = None) -> None:
+    """A 128x128 face as wide as its column, every pixel a sharp square: the page sends the
+    128-pixel PNG and the browser enlarges it (CSS pixelated). A 4x enlarged PNG cost the
+    server ~12 ms a picture to encode, eight per comparison and one per slider move."""
+    with st.container(key=f"{FACE_KEY}{key}"):
+        # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
+        st.image(image, caption=caption, width="stretch", output_format="PNG")
+
+
+def result_card(res: Result, key: str, picture: bytes | None = None) -> None:
+    """One column of the comparison: picture (default the result's own; Compare may pass its
+    error heat map), then bytes, bpp, PSNR, SSIM, identity, how the file was made, and its
+    downloads. Plain text, never st.metric: a narrow column must not cut a number off. A file
+    over the budget keeps its picture and numbers, marked in red."""
+    st.markdown(f"### {res.name}")
+    face_image(picture or res.png, key)
+    size = f"**{res.n_bytes:,} bytes**"
+    if res.name == "Original":
+        st.markdown(f"{size} PNG  \n{res.bpp:.2f} bpp  \nraw {RAW_BYTES:,} bytes")
+        return
+    lines = [f":red[{size}]" if res.over_budget else size, f"{res.bpp:.3f} bpp"]
+    lines += [f"PSNR **{res.psnr:.2f}** dB", f"SSIM **{res.ssim:.3f}**"]
+    if res.identity is not None:
+        lines.append(res.identity_text if res.same_person else f":orange[{res.identity_text}]")
+    lines.append(f":red[**{res.note}**]" if res.over_budget else res.note)
+    st.markdown("  \n".join(lines))
+    with st.popover("Files", icon=":material/download:"):
+        if res.data is not None and res.file_name:
+            suffix = res.file_name.rsplit(".", 1)[-1]
+            st.download_button(
+                f".{suffix}" if suffix == "fcz" else f"{suffix.upper()} file",
+                res.data,
+                res.file_name,
+                "application/octet-stream",
+                key=f"{key}_file",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+        st.download_button(
+            "PNG",
+            res.png,
+            res.png_name,
+            "image/png",
+            key=f"{key}_png",
+            on_click="ignore",
+            icon=":material/download:",
+        )
