@@ -4,8 +4,9 @@ As the server starts, a thread imports torch and the package (1.5-2.5 s), loads 
 computes Home's live example (ui.warm_up), while the server binds its port and the first
 browser loads Streamlit's front end. Once an earlier start has kept that example on disk
 (facecomp/first_page.py), Home is drawn from it without torch, and the thread first waits
-for that (at most 10 s): torch's import would slow the server down meanwhile. Streamlit runs the pages as usual: `app` below is how it
-learns of them (st.App; `streamlit run` finds it by that name).
+for that (at most 10 s): torch's import would slow the server down meanwhile. Streamlit runs
+the pages as usual: `app` below is how it learns of them (st.App; `streamlit run` finds it by
+that name).
 """
 
 import threading

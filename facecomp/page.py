@@ -40,13 +40,19 @@ def page_setup(title: str, sidebar: str = "auto") -> None:
             st.page_link(path, label=label, icon=icon)
 
 
+def picture(image: Image.Image | bytes, caption: str | None = None) -> None:
+    """A picture we made, as wide as its column and sent as PNG. Streamlit's default would send an
+    RGB picture as JPEG: artefacts a codec demo must not add, and for PNG bytes a decode and a
+    re-encode on every rerun (the explorer's four sample grids: a third of its page's rerun)."""
+    st.image(image, caption=caption, width="stretch", output_format="PNG")
+
+
 def face_image(image: Image.Image | bytes, key: str, caption: str | None = None) -> None:
     """A 128x128 face as wide as its column, every pixel a sharp square: the page sends the
     128-pixel PNG and the browser enlarges it (CSS pixelated). A 4x enlarged PNG cost the
     server ~12 ms a picture to encode, eight per comparison and one per slider move."""
     with st.container(key=f"{FACE_KEY}{key}"):
-        # PNG, never the JPEG Streamlit would pick: a codec demo must not add its own artefacts.
-        st.image(image, caption=caption, width="stretch", output_format="PNG")
+        picture(image, caption)
 
 
 def result_card(res: Result, key: str, picture: bytes | None = None) -> None:

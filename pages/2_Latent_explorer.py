@@ -117,7 +117,7 @@ def samples() -> None:
         with col:
             st.markdown(f"### {kind.upper()}")
             for source, caption in explore.SAMPLE_SOURCE_WORDS.items():
-                st.image(ui.samples(kind, source, temperature, seed, 8, 4, key), width="stretch")
+                page.picture(ui.samples(kind, source, temperature, seed, 8, 4, key))
                 st.caption(f"{kind.upper()}: {caption}")
 
 

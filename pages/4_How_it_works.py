@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from facecomp import charts, explore, ui
+from facecomp import charts, explore, page, ui
 from facecomp.model import LATENT_LADDER, MODEL_KINDS
 
 ui.page_setup("How it works")
@@ -90,7 +90,7 @@ with vae:
     for kind, col in zip(MODEL_KINDS, st.columns(len(MODEL_KINDS), gap="large")):
         with col:
             for source, words in explore.SAMPLE_SOURCE_WORDS.items():
-                st.image(ui.samples(kind, source, 1.0, 0, 8, 4, key), width="stretch")
+                page.picture(ui.samples(kind, source, 1.0, 0, 8, 4, key))
                 score = f" · FD-dlib {fd[kind][source]:.3f}" if kind in fd else ""
                 st.caption(f"**{kind.upper()}**: {words}{score}")
     st.markdown(

@@ -63,6 +63,14 @@ def test_every_page_renders(use_weights: Path, page: str) -> None:
     assert_clean(open_page(page))
 
 
+@pytest.mark.parametrize("page", ["pages/2_Latent_explorer.py", "pages/4_How_it_works.py"])
+def test_pictures_go_out_as_png(use_weights: Path, page: str) -> None:
+    """A codec demo must not add artefacts of its own: Streamlit sends RGB pictures as JPEG
+    unless told otherwise (the sample grids were)."""
+    urls = image_urls(open_page(page))
+    assert urls and all(url.endswith(".png") for url in urls), urls
+
+
 def test_benchmarks_draws_every_chart(use_weights: Path) -> None:
     at = open_page("pages/3_Benchmarks.py")
     assert_clean(at)
