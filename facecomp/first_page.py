@@ -31,6 +31,7 @@ FORMAT = 1
 _BYTES_FIELDS = ("data", "png")
 log = logging.getLogger(__name__)
 _home_drawn = threading.Event()
+_verifying = threading.Lock()
 
 
 @dataclass
@@ -132,8 +133,9 @@ def read(weights_dir: Path) -> Example | None:
             return None
         expected = tuple(sorted(entry["files"].items()))
         stamps = tuple(_stamp(weights_dir / name) for name, _ in expected)
-        if not _still_verified(weights_dir, stamps, expected):
-            return None
+        with _verifying:  # the warm-up and Home's first run ask at once: hash the files once
+            if not _still_verified(weights_dir, stamps, expected):
+                return None
         results = [_result_from_json(r) for r in entry["results"]]
         return Example(entry["photo"], entry["budget"], base64.b64decode(entry["crop_png"]), results, entry["cards"])
     except (OSError, ValueError, KeyError, TypeError):

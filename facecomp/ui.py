@@ -29,10 +29,10 @@ from . import demo, explore, first_page, page
 from .classic import CLASSIC_FORMATS
 from .faces import ImageLoadError, load_image
 from .latent_space import load_latent_space_report
-from .model import MODEL_KINDS, FaceAE
+from .model import FaceAE
 from .result import Result
 from .visual import draw_boxes, enlarge, error_map, png_bytes
-from .weights import WeightsError, default_weights_dir, detail_path, load_models, weights_path
+from .weights import WeightsError, default_weights_dir, load_models, weights_files
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "avif", "heic", "heif", "jxl", "gif", "bmp", "tif", "tiff"]
 SOURCES = ("Built-in photo", "Upload", "Camera")
@@ -62,7 +62,10 @@ _LIBC = _glibc()
 # At most two glibc malloc arenas for the server. By default each thread that allocates may
 # get its own (8 per core), and memory freed in one is seldom returned: after 20 users at once
 # the server stayed 29% larger, with two arenas 8%, at the same speed (measured with
-# scripts/load_test.py). Set when the app starts, before most threads exist.
+# scripts/load_test.py). Set when this module is imported, after Streamlit's threads and the
+# warm-up thread have made theirs: malloc_info showed seven arenas in the server. The limit
+# keeps later threads from adding more; demo's long-lived codec threads keep comparisons from
+# spreading their peaks over all of them.
 if _LIBC is not None:
     _LIBC.mallopt(M_ARENA_MAX, 2)
 
@@ -149,18 +152,12 @@ def _load(key: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
     return load_models(Path(key.split("|", 1)[0]))
 
 
-def _weights_files(folder: Path) -> list[Path]:
-    """Every file the models are loaded from: each kind's weights, detail layer and their cards."""
-    files = [p for kind in MODEL_KINDS for p in (weights_path(kind, folder), detail_path(kind, folder))]
-    return [q for p in files for q in (p, p.with_suffix(".json"))]
-
-
 def weights_key() -> str:
     """Cache key for everything computed with the current weights: their folder (tests switch
     folders) and the files' modification times (retrained weights or detail layers replace the old ones)."""
     folder = default_weights_dir()
     stamps = []
-    for path in _weights_files(folder):
+    for path in weights_files(folder):
         try:
             stamps.append(str(path.stat().st_mtime_ns))
         except OSError:
@@ -368,7 +365,7 @@ def _home_example(key: str) -> first_page.Example:
     results = compare(crop_png, HOME_BUDGET, key, classic=(), identity=False)
     example = first_page.Example(HOME_EXAMPLE, HOME_BUDGET, crop_png, results, cards)
     folder = default_weights_dir()
-    first_page.save(folder, _weights_files(folder), example)
+    first_page.save(folder, weights_files(folder), example)
     return example
 
 

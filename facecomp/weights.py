@@ -83,6 +83,12 @@ def detail_path(kind: str, weights_dir: Path | None = None) -> Path:
     return Path(weights_dir or default_weights_dir()) / f"detail-{kind}.safetensors"
 
 
+def weights_files(weights_dir: Path | None = None) -> list[Path]:
+    """Every file the models are loaded from: each kind's weights and detail layer, each with its card."""
+    files = [p for kind in MODEL_KINDS for p in (weights_path(kind, weights_dir), detail_path(kind, weights_dir))]
+    return [q for p in files for q in (p, p.with_suffix(".json"))]
+
+
 def export_detail(checkpoint: Path, weights_dir: Path | None = None) -> dict:
     """Ship a trained detail layer: its weights in half precision (the decoder runs in float32;
     the difference is < 0.01 dB), the coder's probability tables beside them, and a card."""
