@@ -25,6 +25,11 @@ _CSS = (
 RAW_BYTES = PIXELS * 3
 
 
+def budget_label(n: int) -> str:
+    """A byte budget as a visitor reads it: "256 bytes", "1.5 KB"."""
+    return f"{n:,} bytes" if n < 1024 else f"{n / 1024:g} KB"
+
+
 def page_setup(title: str, sidebar: str = "auto") -> None:
     """Wide layout and the sidebar menu (our own links, so the home page reads "Home", not "app").
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from facecomp import ui
+from facecomp import page, ui
 from facecomp.model import LATENT_LADDER
 
 BUDGETS = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
@@ -19,10 +19,6 @@ CARDS_CSS = """
 """
 
 
-def budget_label(n: int) -> str:
-    return f"{n:,} bytes" if n < 1024 else f"{n / 1024:g} KB"
-
-
 ui.page_setup("Compare", sidebar="collapsed")
 st.html(f"<style>{CARDS_CSS}</style>")
 models, cards = ui.models_or_stop()
@@ -35,7 +31,7 @@ with budget_col:
         "Byte budget for every file",
         options=BUDGETS,
         value=256,
-        format_func=budget_label,
+        format_func=page.budget_label,
         key="compare_budget",
         help="Each codec makes its best file of at most this many bytes. The raw crop is 49,152 bytes.",
     )
@@ -66,8 +62,8 @@ with cards:
             ui.result_card(res, crop_png, heatmap, key=f"compare_{res.name}")
 how = "the budget picks latent size, quantiser and detail layer" if latent == AUTOMATIC else f"latent size {latent}"
 below.caption(
-    f"{source.label}: every file at most {budget_label(budget)} (the raw crop is 49,152 bytes). AE and VAE: {how}. "
-    "JPEG, WebP, AVIF, HEIC and JPEG XL: the highest quality that fits; a codec that cannot fit shows its "
-    "smallest file in red with the bytes it needs. Identity: dlib's face descriptor distance to the original, "
-    "below 0.6 counts as the same person."
+    f"{source.label}: every file at most {page.budget_label(budget)} (the raw crop is 49,152 bytes). "
+    f"AE and VAE: {how}. JPEG, WebP, AVIF, HEIC and JPEG XL: the highest quality that fits; "
+    "a codec that cannot fit shows its smallest file in red with the bytes it needs. "
+    "Identity: dlib's face descriptor distance to the original, below 0.6 counts as the same person."
 )

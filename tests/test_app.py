@@ -6,6 +6,7 @@ what they look like is checked by tests/test_browser.py and its screenshots.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -163,6 +164,23 @@ def test_compare_budget_changes_output(use_weights: Path) -> None:
     assert image_urls(at)[0] == before[0]  # same original
     assert "needs" not in text(at)  # every file fits 2 KB
     assert text(at) != before_text  # sizes and scores changed (untrained weights may look alike)
+
+
+def test_compare_runs_are_freed_without_the_garbage_collector(use_weights: Path) -> None:
+    """A run's namespace (its results, pictures and photo) must go when the run ends. A function
+    defined in the page put it in a reference cycle, which only a full garbage collection frees:
+    in the server, that came after hundreds of uploads."""
+    at = open_page("pages/1_Compare.py")
+    gc.collect()
+    gc.disable()
+    try:
+        for budget in (512, 1024, 256):
+            at.select_slider(key="compare_budget").set_value(budget).run()
+        alive = [o for o in gc.get_objects() if type(o) is dict and str(o.get("__file__")).endswith("1_Compare.py")]
+    finally:
+        gc.enable()
+    assert_clean(at)
+    assert len(alive) <= 1  # at most the last run's
 
 
 def test_compare_fixed_latent_size(use_weights: Path) -> None:
