@@ -58,6 +58,15 @@ DESCRIPTIVE = {
 INVERTED = {"No_Beard"}
 
 
+def slider_placement(accuracy: float, edit: dict | None) -> str:
+    """Where the explorer puts a fitted direction: "not shown" below the accuracy bar; "shown"
+    when its measured edit does what it says (`meets_edit_targets` in latent_space.json's
+    `edits`, or nothing measured); else "under more"."""
+    if accuracy < MIN_BALANCED_ACCURACY:
+        return "not shown"
+    return "shown" if (edit or {}).get("meets_edit_targets", True) else "under more"
+
+
 @dataclass
 class Labelled:
     """Crops with labels: uint8 NCHW images, one column per label (1, 0, or -1 unknown)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from .attributes import MIN_BALANCED_ACCURACY
+from .attributes import slider_placement
 from .classic import CLASSIC_FORMATS, CLASSIC_NAMES
 from .model import MODEL_KINDS
 from .weight_files import default_weights_dir
@@ -561,12 +561,6 @@ def sweep_rows(report: dict) -> list[dict]:
 def edit_rows(report: dict) -> list[dict]:
     """Per named slider: held-out accuracy, how often a 2σ edit flips it (read back by the VAE,
     and by the AE as a check), how often 1σ keeps the person, and where the explorer puts it."""
-
-    def placement(row: dict) -> str:
-        if row["balanced_accuracy"] < MIN_BALANCED_ACCURACY:
-            return "not shown"
-        return "shown" if row["meets_edit_targets"] else "under more"
-
     return [
         {
             "direction": name,
@@ -575,7 +569,7 @@ def edit_rows(report: dict) -> list[dict]:
             "flips, read by the AE": f"{row['flip_rate_other_model']:.0%}" if "flip_rate_other_model" in row else "",
             "person kept at ±1σ": f"{row['identity_kept']:.0%}",
             "70% flips and 80% kept": "yes" if row["meets_edit_targets"] else "no",
-            "slider": placement(row),
+            "slider": slider_placement(row["balanced_accuracy"], row),
         }
         for name, row in sorted(report.get("edits", {}).items(), key=lambda kv: -kv[1]["balanced_accuracy"])
     ]

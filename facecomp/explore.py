@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from . import codec
-from .attributes import MIN_BALANCED_ACCURACY
+from .attributes import slider_placement
 from .model import FaceAE
 from .visual import to_pil, to_tensor, upscale
 
@@ -32,6 +32,7 @@ class Direction:
     vector: torch.Tensor  # (max_latent,), unit length
     std: float
     note: str = ""
+    placement: str = "shown"  # attributes.slider_placement, for named directions
 
 
 def _fitted(model: FaceAE) -> bool:
@@ -64,16 +65,17 @@ def named_directions(model: FaceAE, edits: dict[str, dict] | None = None) -> lis
     found = []
     for j, name in enumerate(model.cfg.directions):
         accuracy = float(model.direction_accuracy[j])
-        if accuracy < MIN_BALANCED_ACCURACY:
+        row = (edits or {}).get(name)
+        placement = slider_placement(accuracy, row)
+        if placement == "not shown":
             continue
         note = f"held-out balanced accuracy {accuracy:.0%}"
-        row = (edits or {}).get(name)
         if row:
             note += (
                 f"; a 2σ move flips it in {row['flip_rate']:.0%} of faces, "
                 f"a 1σ move keeps the person in {row['identity_kept']:.0%}"
             )
-        found.append(Direction(name, model.direction_vector(j), float(model.direction_std[j]), note))
+        found.append(Direction(name, model.direction_vector(j), float(model.direction_std[j]), note, placement))
     return found
 
 
@@ -82,16 +84,14 @@ def editor_directions(
 ) -> tuple[list[Direction], list[Direction]]:
     """The explorer's sliders: (shown, under "more").
 
-    Shown: the named directions whose measured edit does what it says (`meets_edit_targets`
-    in `edits`; all of them when nothing was measured). Under "more": the other named
+    Shown: the named directions that attributes.slider_placement shows (their measured edit
+    does what it says; all of them when nothing was measured). Under "more": the other named
     directions, then the main (principal) directions, which are shown instead when no
     named direction qualifies.
     """
-    rows = edits or {}
-    good: list[Direction] = []
-    weak: list[Direction] = []
-    for d in named_directions(model, edits):
-        (good if rows.get(d.name, {}).get("meets_edit_targets", True) else weak).append(d)
+    named = named_directions(model, edits)
+    good = [d for d in named if d.placement == "shown"]
+    weak = [d for d in named if d.placement != "shown"]
     main = directions(model, n_main)
     return (good, weak + main) if good else (main, weak)
 
