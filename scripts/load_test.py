@@ -34,6 +34,8 @@ Browsers are timed the same way: the websocket frames they send and receive are 
 
 Memory: VmRSS of the server process and its children, read from /proc when the server is healthy,
 after the one-user session (every model loaded), after the load and after the soak, and every 2 s.
+Beside each reading, what Streamlit counts in its caches, uploads, media and session state
+(/_stcore/metrics), to tell the caches' bounded growth from the rest.
 Disconnected sessions stay in the server for a reconnect (server.disconnectedSessionTTL, 120 s), so
 the readings after a phase include its sessions' state and uploads.
 
@@ -275,6 +277,18 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
             continue
         todo += _children(p)
     return total_kib / 1024
+
+
+def streamlit_held_mib(base: str) -> float | None:
+    """What Streamlit itself reports holding (/_stcore/metrics, cache_memory_bytes: st.cache_data
+    entries, uploaded and media files, session state), in MiB; None when it cannot be read."""
+    try:
+        resp = requests.get(f"{base}/_stcore/metrics", params={"families": "cache_memory_bytes"}, timeout=10)
+        resp.raise_for_status()
+    except requests.RequestException:
+        return None
+    lines = [line for line in resp.text.splitlines() if line.startswith("cache_memory_bytes{")]
+    return round(sum(float(line.rsplit(" ", 1)[1]) for line in lines) / 2**20, 1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -1137,10 +1151,13 @@ class LoadTest:
         return round(rss_mib(self.proc.pid), 1)
 
     def note_memory(self, key: str) -> float:
-        """VmRSS now, kept under `key`, with its heap and file-backed parts beside it."""
+        """VmRSS now, kept under `key`, with its heap and file-backed parts beside it, and what
+        Streamlit counts in its caches (part of the heap)."""
         self.memory[key] = self.rss()
+        parts = self.memory.setdefault("parts", {})
         for part in ("RssAnon", "RssFile"):
-            self.memory.setdefault("parts", {})[f"{key}_{part}"] = round(rss_mib(self.proc.pid, part), 1)
+            parts[f"{key}_{part}"] = round(rss_mib(self.proc.pid, part), 1)
+        parts[f"{key}_caches"] = streamlit_held_mib(self.base)
         return self.memory[key]
 
     def phase(self, name: str, sampler: MemorySampler, body: Callable[[], object]) -> object:
