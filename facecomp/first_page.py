@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .result import Result
-from .weight_files import default_weights_dir, sha256_file
+from .weight_files import default_weights_dir, file_stamp, sha256_file
 
 CACHE_DIR_ENV = "FACECOMP_CACHE_DIR"
 FORMAT = 1
@@ -80,14 +80,6 @@ def _still_verified(weights_dir: Path, stamps: tuple, expected: tuple) -> bool:
     return _digests(weights_dir / name for name, _ in expected) == dict(expected)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
-
-
 def _result_to_json(res: Result) -> dict:
     values = {f.name: getattr(res, f.name) for f in fields(res) if f.name != "image"}  # the PNG is the picture
     return {k: base64.b64encode(v).decode() if k in _BYTES_FIELDS and v is not None else v for k, v in values.items()}
@@ -132,7 +124,7 @@ def read(weights_dir: Path) -> Example | None:
         if entry["format"] != FORMAT or entry["code"] != _code_version():
             return None
         expected = tuple(sorted(entry["files"].items()))
-        stamps = tuple(_stamp(weights_dir / name) for name, _ in expected)
+        stamps = tuple(file_stamp(weights_dir / name) for name, _ in expected)
         with _verifying:  # the warm-up and Home's first run ask at once: hash the files once
             if not _still_verified(weights_dir, stamps, expected):
                 return None

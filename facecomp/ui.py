@@ -33,6 +33,7 @@ from .latent_space import load_latent_space_report
 from .model import FaceAE
 from .result import Result
 from .visual import draw_boxes, enlarge, error_map, png_bytes
+from .weight_files import file_stamp
 from .weights import WeightsError, default_weights_dir, load_models, weights_files
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "avif", "heic", "heif", "jxl", "gif", "bmp", "tif", "tiff"]
@@ -155,15 +156,9 @@ def _load(key: str) -> tuple[dict[str, FaceAE], dict[str, dict]]:
 
 def weights_key() -> str:
     """Cache key for everything computed with the current weights: their folder (tests switch
-    folders) and the files' modification times (retrained weights or detail layers replace the old ones)."""
+    folders) and the files' stamps (retrained weights or detail layers replace the old ones)."""
     folder = default_weights_dir()
-    stamps = []
-    for path in weights_files(folder):
-        try:
-            stamps.append(str(path.stat().st_mtime_ns))
-        except OSError:
-            stamps.append("missing")
-    return "|".join([str(folder), *stamps])
+    return "|".join([str(folder), *(str(file_stamp(path)) for path in weights_files(folder))])
 
 
 def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:

@@ -21,3 +21,13 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """A file's size and modification time, None when it does not exist: what tells a replaced
+    weights file without hashing it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
