@@ -174,16 +174,10 @@ def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
 # ---- cached per-image work (hashable arguments: bytes, ints, strings) ---------------
 
 
-# Few entries: a photo is kept at full size (up to 40 megapixels, 120 MB decoded) so that
-# another face in it can be cropped; only the photo on screen needs that.
-@st.cache_data(max_entries=4, show_spinner=False)
-def _photo(data: bytes) -> demo.Photo:
-    return _heavy(demo.open_photo, data, quick=True)
-
-
+# A photo's preview and crops: at most ~3 MB, whatever the photo's size (demo.KeptPhoto).
 @st.cache_data(max_entries=16, show_spinner=False)
-def _crop(data: bytes, face: int | None) -> bytes:
-    return png_bytes(demo.choose_crop(_photo(data), face))
+def _photo(data: bytes) -> demo.KeptPhoto:
+    return _heavy(demo.keep_photo, data, quick=True)
 
 
 # A comparison is ~0.55 MB once pickled (pictures and their PNGs): 16 of them, the recent budgets and
@@ -337,8 +331,9 @@ def pick_crop(
             return None
         face = None
     if show_photo or (show_photo is None and len(photo.boxes) != 1):
-        (photo_box or st).image(draw_boxes(photo.image, photo.boxes, face, photo_width), width="stretch")
-    return _crop(data, face)
+        shown = draw_boxes(photo.preview, photo.boxes, face, photo_width, photo_width=photo.width)
+        (photo_box or st).image(shown, width="stretch")
+    return photo.crop_png(face)
 
 
 def result_card(res: Result, original_png: bytes, heatmap: bool, key: str) -> None:
@@ -357,7 +352,7 @@ WARM_UP_THREAD = "warm-up"
 def _home_example(key: str) -> first_page.Example:
     """Computed once per weights and kept on disk for the next start (first_page)."""
     _, cards = _load(key)
-    crop_png = _crop(demo.builtin_photo_bytes(HOME_EXAMPLE), 0)
+    crop_png = _photo(demo.builtin_photo_bytes(HOME_EXAMPLE)).crop_png(0)
     results = compare(crop_png, HOME_BUDGET, key, classic=(), identity=False)
     example = first_page.Example(HOME_EXAMPLE, HOME_BUDGET, crop_png, results, cards)
     folder = default_weights_dir()

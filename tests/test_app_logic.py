@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -47,6 +48,30 @@ def test_builtin_photos_have_faces() -> None:
 def test_unreadable_bytes_raise_typed_error() -> None:
     with pytest.raises(ImageLoadError):
         demo.open_photo(b"\x89PNG but not really")
+
+
+def test_kept_photo_is_small_and_crops_like_the_full_photo() -> None:
+    """The app keeps a preview and the crops of a large photo, never the photo itself; the
+    crops are those of the full-size photo, and the boxes land where the faces are."""
+    face = Image.open(io.BytesIO(demo.builtin_photo_bytes(ASTRONAUT))).convert("RGB").resize((2400, 2400))
+    big = Image.new("RGB", (4000, 3000), (30, 90, 60))
+    big.paste(face, (1500, 300))
+    data = png_bytes(big)
+    photo, kept = demo.open_photo(data), demo.keep_photo(data)
+    assert photo.boxes and kept.boxes == photo.boxes
+    assert kept.crop_png(0) == png_bytes(demo.choose_crop(photo, 0))
+    assert kept.preview.width == demo.PREVIEW_WIDTH and kept.width == 4000
+    assert len(pickle.dumps(kept)) < 4_000_000  # the photo decoded is 36 MB
+    box = photo.boxes[0]
+    shown = draw_boxes(kept.preview, kept.boxes, selected=0, width=800, photo_width=kept.width)
+    on_box = shown.getpixel((round(box.x * 0.2), round((box.y + box.h / 2) * 0.2)))
+    beside = shown.getpixel((round(box.x * 0.2) - 8, round((box.y + box.h / 2) * 0.2)))
+    assert on_box != beside  # the box's outline is drawn at the face, in the preview's pixels
+
+    no_face = png_bytes(Image.new("RGB", (300, 200), "white"))
+    blank = demo.keep_photo(no_face)
+    assert not blank.boxes and blank.preview.size == (300, 200)
+    assert blank.crop_png(None) == png_bytes(demo.choose_crop(demo.open_photo(no_face), None))
 
 
 def test_compare_returns_every_codec(tiny_models: dict, crop: Image.Image) -> None:
