@@ -1,7 +1,8 @@
 """Load and memory test of the real app server: many users at once, and the memory they leave behind.
 
     python scripts/load_test.py [--clients 20] [--browsers 2] [--slider-moves 10] [--soak-reruns 500]
-                                [--think 0] [--ramp 0] [--json OUT] [--weights DIR] [--max-seconds 900]
+                                [--large-uploads 0] [--think 0] [--ramp 0] [--json OUT] [--weights DIR]
+                                [--max-seconds 900]
 
 Run by hand, never from pytest. It starts `streamlit run app.py` on a free loopback port and stops it
 at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
@@ -16,6 +17,8 @@ at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
    and the browsers' starts are spread among the light clients'.
 3. Soak: --soak-clients light clients upload --soak-reruns new photos in all (every one a different
    variant), then the server's resident memory is read again.
+4. Large photos: one light client uploads --large-uploads photos of 39 megapixels (each a new one),
+   then memory is read again: what the app keeps of a photo must not grow with its size.
 
 A light client speaks Streamlit's own protocol, as the browser's frontend does, without rendering:
   * GET the page, /_stcore/health (sets the _streamlit_xsrf cookie) and /_stcore/host-config, then open
@@ -107,6 +110,7 @@ SLIDER_PREFIX = "explore_"  # the explorer's editor sliders: explore_<direction 
 COMPARE_IMAGES = 7  # the photo, then Original, AE, VAE, JPEG, WebP, AVIF
 EXPLORER_IMAGES = 6  # start and edited face, the morph's three, the sample grids
 XSRF_COOKIE = "_streamlit_xsrf"
+STARTED = time.monotonic()  # the clock of Step.at
 EARLY = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
 FRAGMENT_DONE = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_FRAGMENT_RUN_SUCCESSFULLY")
 ALERT_ERROR = Alert.Format.Value("ERROR")  # st.error: how the app reports a photo or weights it cannot use
@@ -124,6 +128,7 @@ class Config:
     baseline_moves: int = 20
     soak_reruns: int = 500
     soak_clients: int = 4
+    large_uploads: int = 0
     max_seconds: float = 900.0
     step_timeout: float = 180.0  # one rerun on a loaded 2-core machine (the first loads the models)
     think: float = 0.0  # a light client's mean pause between steps (s); 0: as fast as it can
@@ -139,6 +144,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--baseline-moves", type=int, default=20, help="slider moves of the one-user baseline")
     p.add_argument("--soak-reruns", type=int, default=500, help="photo uploads in the soak phase (0: no soak)")
     p.add_argument("--soak-clients", type=int, default=4, help="light clients sharing the soak uploads")
+    p.add_argument(
+        "--large-uploads", type=int, default=0, help="39-megapixel photos one client uploads at the end (0: none)"
+    )
     p.add_argument("--max-seconds", type=float, default=900.0, help="global deadline for the whole test")
     p.add_argument("--step-timeout", type=float, default=180.0, help="seconds one step may take")
     p.add_argument(
@@ -157,6 +165,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         baseline_moves=a.baseline_moves,
         soak_reruns=a.soak_reruns,
         soak_clients=max(1, a.soak_clients),
+        large_uploads=a.large_uploads,
         max_seconds=a.max_seconds,
         step_timeout=a.step_timeout,
         think=a.think,
@@ -194,7 +203,14 @@ class Deadline:
 
 # ---- photos -------------------------------------------------------------------------------------
 
-_ASTRONAUT: Image.Image | None = None
+LARGE_SIZE = (7200, 5400)  # 39 megapixels, just under the app's limit (faces.MAX_PIXELS)
+
+
+@functools.cache
+def astronaut() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
 
 
 @functools.cache
@@ -204,16 +220,11 @@ def photo_variant(index: int) -> bytes:
 
     A variant in which the app's face detector finds no face is drawn again (this measures the
     server, not the detector's recall); `prepare_photos` makes them before a phase is timed."""
-    global _ASTRONAUT
-    if _ASTRONAUT is None:
-        from skimage import data
-
-        _ASTRONAUT = Image.fromarray(data.astronaut())
     for attempt in itertools.count():
         rng = np.random.default_rng([index, attempt])
         side = int(rng.integers(400, 481))  # the face stays inside every crop of at least 400 pixels
         x0, y0 = (int(v) for v in rng.integers(0, 512 - side + 1, size=2))
-        img = _ASTRONAUT.crop((x0, y0, x0 + side, y0 + side))
+        img = astronaut().crop((x0, y0, x0 + side, y0 + side))
         img = ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.8, 1.2)))
         img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(0.85, 1.15)))
         if rng.random() < 0.5:
@@ -223,6 +234,18 @@ def photo_variant(index: int) -> bytes:
         if detect_faces(load_image(buf.getvalue())):
             return buf.getvalue()
     raise AssertionError("unreachable")
+
+
+@functools.cache
+def large_photo(index: int) -> bytes:
+    """A 39-megapixel JPEG, as a camera makes: the astronaut enlarged to the photo's height on a
+    plain background, placed and tinted by `index`, so every index is a new photo."""
+    width, height = LARGE_SIZE
+    canvas = Image.new("RGB", LARGE_SIZE, (40 + 25 * (index % 8), 60, 80))
+    canvas.paste(astronaut().resize((height, height), Image.Resampling.BICUBIC), (300 * (index % 7), 0))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 def prepare_photos(indices: Iterable[int]) -> None:
@@ -351,12 +374,14 @@ class MemorySampler:
 
 @dataclass
 class Step:
-    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak_upload
+    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak_upload,
+    # large_upload
     server_s: float | None = None  # rerun BackMsg sent -> script_finished received
     total_s: float | None = None  # user action -> last media fetched (or image drawn, for browsers)
     images: int = 0  # images on the page after this step (light clients: in this run's deltas)
     fetched: int = 0  # media files downloaded in this step (new URLs only, as a browser's cache)
     error: str | None = None
+    at: float | None = None  # when the step began, seconds after the test started: a timeline of the load
 
 
 @dataclass
@@ -666,9 +691,9 @@ class Pacer:
 
 def timed_step(session: Session, kind: str, action: Callable[[], tuple[Run, int]]) -> Run:
     """Run one step, record it, and raise StepError when the page showed a problem."""
-    step = Step(kind)
-    session.steps.append(step)
     t0 = time.monotonic()
+    step = Step(kind, at=round(t0 - STARTED, 3))
+    session.steps.append(step)
     try:
         run, fetched = action()
     except (StepError, DeadlineExceeded) as err:
@@ -702,9 +727,16 @@ def open_compare_upload_mode(client: LightClient, session: Session) -> tuple[str
     return uploader.file_uploader.id, fragment
 
 
-def upload_photo(client: LightClient, session: Session, kind: str, uploader: tuple[str, str], photo: int) -> None:
+def upload_photo(
+    client: LightClient, session: Session, kind: str, uploader: tuple[str, str], photo: int, large: bool = False
+) -> None:
+    """Upload photo number `photo` (large: a 39-megapixel one) on Compare and fetch what it draws."""
+
     def upload() -> tuple[Run, int]:
-        run = client.upload(uploader[0], f"loadtest_{photo}.jpg", photo_variant(photo), uploader[1])
+        name, data = (
+            (f"large_{photo}.jpg", large_photo(photo)) if large else (f"loadtest_{photo}.jpg", photo_variant(photo))
+        )
+        run = client.upload(uploader[0], name, data, uploader[1])
         fetched = client.fetch_media(run)
         if fetched == 0 and not run.errors:
             run.errors.append(f"the upload drew no new image; the page says: {' / '.join(run.notes) or '-'}")
@@ -797,6 +829,19 @@ def soak_session(
     return run_light(session, client, steps)
 
 
+def large_session(base: str, uploads: int, cfg: Config, deadline: Deadline) -> Session:
+    """One user uploading large photos one after another, each a new one."""
+    session = Session("light", "large", 0)
+    client = LightClient(base, deadline, cfg.step_timeout)
+
+    def steps() -> None:
+        uploader = open_compare_upload_mode(client, session)
+        for photo in range(uploads):
+            upload_photo(client, session, "large_upload", uploader, photo, large=True)
+
+    return run_light(session, client, steps)
+
+
 # ---- browser sessions ---------------------------------------------------------------------------
 
 
@@ -860,9 +905,9 @@ def _settle(pg: object, clock: FrameClock, since: float, timeout: float) -> None
 
 def browser_step(session: Session, pg: object, clock: FrameClock, kind: str, action: Callable[[], str | None]) -> None:
     """Time one user action; `action` returns a problem the page showed, or None."""
-    step = Step(kind)
-    session.steps.append(step)
     t0 = time.monotonic()
+    step = Step(kind, at=round(t0 - STARTED, 3))
+    session.steps.append(step)
     try:
         step.error = action()
     except Exception as err:  # Playwright's timeouts and errors, the deadline: the session ends here
@@ -1069,7 +1114,8 @@ def print_summary(result: dict[str, object]) -> None:
         p50, p95 = fmt(moves.get("server_s_p50")), fmt(moves.get("server_s_p95"))
         print(f"  slider move, server time: p50 {p50} s, p95 {p95} s")
         print_group("  baseline session", base["report"])
-    for key, title in (("load_light", "Load, light clients"), ("load_browsers", "Load, browsers"), ("soak", "Soak")):
+    groups = (("load_light", "Load, light clients"), ("load_browsers", "Load, browsers"), ("soak", "Soak"))
+    for key, title in (*groups, ("large", "Large photos")):
         if result.get(key):
             print_group(title, result[key]["report"])
     mem = result["memory_mib"]
@@ -1120,6 +1166,8 @@ class LoadTest:
         cfg = self.cfg
         soak_photos = [p for photos in soak_photo_lists(cfg, SOAK_FIRST_PHOTO) for p in photos]
         prepare_photos([0, *range(1, 1 + cfg.clients + cfg.browsers), *soak_photos])  # before any clock runs
+        for photo in range(cfg.large_uploads):
+            large_photo(photo)
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.proc = start_server(self.cfg.weights, port)
@@ -1134,6 +1182,8 @@ class LoadTest:
             self.phase("load", sampler, lambda: self.load(0 if problem else self.cfg.browsers, label))
             if self.cfg.soak_reruns > 0:
                 self.phase("soak", sampler, self.soak)
+            if self.cfg.large_uploads > 0:
+                self.phase("large", sampler, self.large)
         except (DeadlineExceeded, ServerDied, TimeoutError, RuntimeError) as err:
             self.result["stopped_early"] = f"{type(err).__name__}: {err}"
         finally:
@@ -1250,11 +1300,17 @@ class LoadTest:
         self.note_memory("after_soak")
         self.memory["soak_uploads_done"] = uploads
 
+    def large(self) -> None:
+        """Photos of 39 megapixels (120 MB decoded each): what the app keeps of a photo must not
+        grow with its size, whatever the number of photos its caches hold."""
+        self.record("large", [large_session(self.base, self.cfg.large_uploads, self.cfg, self.deadline)])
+        self.note_memory("after_large")
+
     def growth(self, samples: list[tuple[float, str, int, float]]) -> None:
         """Growth after the warm-up (all models loaded): the caches are bounded, so it should be small,
         and it should stop once they are full: the soak's second half should add next to nothing."""
         warm = self.memory.get("after_warmup")
-        for key in ("after_load", "after_soak"):
+        for key in ("after_load", "after_soak", "after_large"):
             if warm and self.memory.get(key):
                 self.memory[f"growth_{key}_pct"] = round(100 * (self.memory[key] - warm) / warm, 1)
         done, end = self.memory.get("soak_uploads_done"), self.memory.get("after_soak")
@@ -1274,7 +1330,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.json_out:
         cfg.json_out.write_text(json.dumps(result, indent=1, default=str))
         print(f"\nwrote {cfg.json_out}")
-    groups = [result.get(k) for k in ("baseline", "load_light", "load_browsers", "soak")]
+    groups = [result.get(k) for k in ("baseline", "load_light", "load_browsers", "soak", "large")]
     failed = sum(g["report"]["failed"] for g in groups if g)
     return 1 if failed or result.get("stopped_early") else 0
 
