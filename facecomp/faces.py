@@ -69,16 +69,22 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     Raises ImageLoadError with a sentence a user can read for empty, foreign, truncated
     or oversized files.
     """
+    if isinstance(source, str | Path):
+        source = Path(source).read_bytes()
     if isinstance(source, bytes):
         if not source:
             raise ImageLoadError("the file is empty")
         source = io.BytesIO(source)
+    # Opened without `with` and changed in place: closing the file would free the decoded
+    # pixels, so the old code kept a copy, and then made another to convert to RGB: three
+    # copies of a 39-megapixel photo (120 MB each) at once. The source is in memory here,
+    # so nothing is left open.
     try:
-        with Image.open(source) as img:
-            if img.width * img.height > max_pixels:
-                raise ImageLoadError(f"image is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels")
-            img = ImageOps.exif_transpose(img)
-            img.load()
+        img = Image.open(source)
+        if img.width * img.height > max_pixels:
+            raise ImageLoadError(f"image is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels")
+        img.load()
+        ImageOps.exif_transpose(img, in_place=True)
     except UnidentifiedImageError as err:
         raise ImageLoadError("not an image file, or a format FaceComp cannot read") from err
     except Image.DecompressionBombError as err:
@@ -95,7 +101,7 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
         rgb = Image.new("RGB", rgba.size, (255, 255, 255))
         rgb.paste(rgba, mask=rgba.getchannel("A"))
     else:
-        rgb = img.convert("RGB")
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
     # No metadata rides along: an embedded profile (3 KB in the astronaut's PNG) would go into
     # every classic codec's file and count against its byte budget.
     rgb.info = {}
@@ -115,6 +121,9 @@ def _in_srgb(img: Image.Image) -> Image.Image:
         return img
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if img.mode == "RGB":  # in place: no second copy of a large photo
+            ImageCms.profileToProfile(img, source, _srgb(), inPlace=True)
+            return img
         return ImageCms.profileToProfile(img, source, _srgb(), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError):
         return img  # a damaged profile: the pixels as stored
