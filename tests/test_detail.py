@@ -18,9 +18,8 @@ from facecomp.detail import (
     SCALE_LEVELS,
     DetailConfig,
     DetailLayer,
+    IntegerConv,
     IntegerHyper,
-    _int_conv,
-    _int_deconv,
     scale_grid,
     scale_table,
 )
@@ -94,9 +93,9 @@ def test_integer_convolutions_are_exact(scale: int):
     x = rng.integers(-(2**scale), 2**scale, size=(5, 4, 4))
     w = rng.integers(-(2**16), 2**16, size=(6, 5, 3, 3))
     b = rng.integers(-(2**30), 2**30, size=6)
-    assert np.array_equal(_int_conv(x, w, b, 1), _reference_conv(x, w, b, 1).astype(np.int64))
+    assert np.array_equal(IntegerConv(w, b, 1)(x), _reference_conv(x, w, b, 1).astype(np.int64))
     wt = rng.integers(-(2**16), 2**16, size=(5, 6, 5, 5))  # transposed: (in, out, k, k)
-    got = _int_deconv(x, wt, b, 2, 1)
+    got = IntegerConv(wt, b, 2, output_padding=1)(x)
     assert got.shape == (6, 8, 8)
     assert np.array_equal(got, _reference_deconv(x, wt, b, 2, 1).astype(np.int64))
 
