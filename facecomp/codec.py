@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import binascii
 import copy
+import math
 import struct
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import constriction
@@ -56,6 +58,8 @@ MAX_FILE_BYTES = 64 * 1024
 # on a geometric ladder of 64 levels from 0.0003 to 0.3.
 QSTEPS = np.geomspace(3e-4, 3e-1, 64)
 DEFAULT_Q = 8  # 0.2-0.3 dB below the unquantised code (measured on validation faces)
+# A detail file grows by 6-8% from one quality to the next (validation faces, both models).
+DETAIL_GROWTH_PER_QUALITY = 1.07
 SYMBOL_BOUND = 4096  # symbols are clamped to +-this; the leaky model can code any of them
 MIN_STD = 0.01  # the entropy model's std floor, in steps
 
@@ -246,22 +250,52 @@ def _detail_picture(model: FaceAE, prepared: _DetailInput, analysed: detail_laye
     )
 
 
+def highest_fitting(size_at: Callable[[int], int], low: int, high: int, max_bytes: int, growth: float) -> int | None:
+    """The highest q in [low, high] with size_at(q) <= max_bytes, for sizes that grow with q
+    about geometrically, by `growth` a step; None when not even `low` fits.
+
+    Each probe goes where the sizes seen so far put the budget on a log scale (from `low` with
+    `growth` until a size over the budget is known, then between the two nearest sizes): 3.5
+    probes of the detail layer's 41 qualities on average where a binary search took 5.6 (24
+    validation faces, five budgets, both models; the same files). size_at is called once per
+    quality probed.
+    """
+    sizes: dict[int, int] = {}
+
+    def fits(q: int) -> bool:
+        sizes[q] = size_at(q)
+        return sizes[q] <= max_bytes
+
+    if not fits(low):
+        return None
+    lo, hi = low, high + 1  # lo fits; hi is the lowest quality known not to (high + 1: none yet)
+    while hi - lo > 1:
+        rate = math.log(sizes[hi] / sizes[lo]) / (hi - lo) if hi <= high else math.log(growth)
+        ahead = math.log(max_bytes / sizes[lo]) / rate if rate > 0 else 1.0
+        q = min(max(lo + int(ahead), lo + 1), hi - 1)
+        lo, hi = (q, hi) if fits(q) else (lo, q)
+    return lo
+
+
 def _finest_detail_within(
     model: FaceAE, image: torch.Tensor, code: np.ndarray, max_bytes: int
 ) -> tuple[Compressed, torch.Tensor] | None:
-    """The highest detail quality whose file fits (sizes grow with quality: binary search),
-    with its picture; None when even the lowest does not fit."""
+    """The highest detail quality whose file fits, with its picture; None when even the lowest
+    does not fit."""
     prepared = _prepare_detail(model, image, code)
-    lo, hi, best = 0, model.detail.layer.cfg.qualities - 1, None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        analysed = _analyse(model, prepared, mid)
-        result = _detail_file(model, prepared, analysed)
-        if len(result.data) <= max_bytes:
-            best, lo = (result, analysed), mid + 1
-        else:
-            hi = mid - 1
-    return None if best is None else (best[0], _detail_picture(model, prepared, best[1]))
+    probed: dict[int, tuple[Compressed, detail_layer.Analysed]] = {}
+
+    def size_at(quality: int) -> int:
+        analysed = _analyse(model, prepared, quality)
+        probed[quality] = (_detail_file(model, prepared, analysed), analysed)
+        return len(probed[quality][0].data)
+
+    top = model.detail.layer.cfg.qualities - 1
+    quality = highest_fitting(size_at, 0, top, max_bytes, DETAIL_GROWTH_PER_QUALITY)
+    if quality is None:
+        return None
+    found, analysed = probed[quality]
+    return found, _detail_picture(model, prepared, analysed)
 
 
 def _base_candidates(model: FaceAE, code: np.ndarray, max_bytes: int) -> list[tuple[Compressed, torch.Tensor]]:

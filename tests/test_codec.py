@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from facecomp.codec import (
     _exact_decoder,
     compress,
     decompress,
+    highest_fitting,
 )
 from facecomp.visual import to_pil
 from facecomp.weights import load_model
@@ -75,6 +77,42 @@ def test_byte_budget_picks_a_fitting_quantiser(models) -> None:
     budget = max(12, len(loose.data) // 2)
     fitted = compress(models["ae"], x, 512, max_bytes=budget)
     assert len(fitted.data) <= budget and fitted.q > 0
+
+
+def _probed(sizes: list[int]) -> tuple[Callable[[int], int], list[int]]:
+    """A size_at for highest_fitting over `sizes`, and the qualities it was asked for."""
+    asked: list[int] = []
+
+    def size_at(q: int) -> int:
+        asked.append(q)
+        return sizes[q]
+
+    return size_at, asked
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 400), min_size=1, max_size=64),
+    st.integers(50, 20_000),
+    st.floats(1.01, 1.5),
+)
+def test_quality_search_finds_the_highest_fitting_quality(steps: list[int], max_bytes: int, growth: float) -> None:
+    """Any sizes that grow with quality (flat stretches and jumps too) and any growth guess: the
+    search finds what trying every quality would, and asks for each size at most once."""
+    sizes = [100 + sum(steps[: q + 1]) for q in range(len(steps))]
+    size_at, asked = _probed(sizes)
+    fitting = [q for q, size in enumerate(sizes) if size <= max_bytes]
+    assert highest_fitting(size_at, 0, len(sizes) - 1, max_bytes, growth) == (max(fitting) if fitting else None)
+    assert len(asked) == len(set(asked))
+
+
+def test_quality_search_takes_few_probes_on_geometric_sizes() -> None:
+    sizes = [round(120 * 1.075**q) for q in range(41)]  # like the detail layer's 41 qualities
+    for max_bytes in (130, 256, 700, 1500, 2400):
+        size_at, asked = _probed(sizes)
+        found = highest_fitting(size_at, 0, 40, max_bytes, 1.07)
+        assert found == max(q for q, size in enumerate(sizes) if size <= max_bytes)
+        assert len(asked) <= 4, (max_bytes, asked)
 
 
 def test_estimate_is_close_to_the_real_size(models) -> None:
