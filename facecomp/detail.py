@@ -248,7 +248,7 @@ class IntegerConv:
     A float64 convolution when that is provably exact (_exact_in_float64), else int64 (the
     transposed one as a convolution of the zero-dilated input with the flipped kernel). What
     does not depend on x, the bound's weight sums and the float64 weights, is computed once:
-    redone on every call it was 2 ms of the hyper synthesis's 4.6 ms.
+    redone on every call, the whole hyper synthesis took 6.8 ms instead of 4.0.
     """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, padding: int, output_padding: int | None = None) -> None:

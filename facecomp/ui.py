@@ -331,7 +331,7 @@ def pick_crop(
             return None
         face = None
     if show_photo or (show_photo is None and len(photo.boxes) != 1):
-        shown = draw_boxes(photo.preview, photo.boxes, face, photo_width, photo_width=photo.width)
+        shown = draw_boxes(photo.preview, photo.boxes, face, photo_width, source_width=photo.width)
         (photo_box or st).image(shown, width="stretch")
     return photo.crop_png(face)
 

@@ -70,14 +70,14 @@ def draw_boxes(
     boxes: Sequence[FaceBox],
     selected: int | None = 0,
     width: int = 900,
-    photo_width: int | None = None,
+    source_width: int | None = None,
 ) -> Image.Image:
     """The photo, shrunk to `width`, with every face box numbered; the selected one drawn thicker.
 
-    photo_width: img is a preview of a photo this wide, in whose pixels the boxes are.
+    source_width: img is a preview of a photo this wide, in whose pixels the boxes are.
     """
     shown = fit_width(img, width)
-    scale = shown.width / (photo_width or img.width)
+    scale = shown.width / (source_width or img.width)
     draw = ImageDraw.Draw(shown)
     line = max(2, round(shown.width / 250))
     font = _font(max(14, round(shown.width / 30)))

@@ -63,7 +63,7 @@ def test_kept_photo_is_small_and_crops_like_the_full_photo() -> None:
     assert kept.preview.width == demo.PREVIEW_WIDTH and kept.width == 4000
     assert len(pickle.dumps(kept)) < 4_000_000  # the photo decoded is 36 MB
     box = photo.boxes[0]
-    shown = draw_boxes(kept.preview, kept.boxes, selected=0, width=800, photo_width=kept.width)
+    shown = draw_boxes(kept.preview, kept.boxes, selected=0, width=800, source_width=kept.width)
     on_box = shown.getpixel((round(box.x * 0.2), round((box.y + box.h / 2) * 0.2)))
     beside = shown.getpixel((round(box.x * 0.2) - 8, round((box.y + box.h / 2) * 0.2)))
     assert on_box != beside  # the box's outline is drawn at the face, in the preview's pixels
