@@ -70,7 +70,10 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     or oversized files.
     """
     if isinstance(source, str | Path):
-        source = Path(source).read_bytes()
+        try:
+            source = Path(source).read_bytes()
+        except OSError as err:  # missing, unreadable, a folder: as Image.open(path) reported it
+            raise ImageLoadError(f"cannot read the image: {err}") from err
     if isinstance(source, bytes):
         if not source:
             raise ImageLoadError("the file is empty")

@@ -111,6 +111,13 @@ COMPARE_IMAGES = 7  # the photo, then Original, AE, VAE, JPEG, WebP, AVIF
 EXPLORER_IMAGES = 6  # start and edited face, the morph's three, the sample grids
 XSRF_COOKIE = "_streamlit_xsrf"
 STARTED = time.monotonic()  # the clock of Step.at
+# The result's session groups after the one-user baseline, with their titles in the summary.
+PHASE_GROUPS = (
+    ("load_light", "Load, light clients"),
+    ("load_browsers", "Load, browsers"),
+    ("soak", "Soak"),
+    ("large", "Large photos"),
+)
 EARLY = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
 FRAGMENT_DONE = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_FRAGMENT_RUN_SUCCESSFULLY")
 ALERT_ERROR = Alert.Format.Value("ERROR")  # st.error: how the app reports a photo or weights it cannot use
@@ -374,8 +381,7 @@ class MemorySampler:
 
 @dataclass
 class Step:
-    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak_upload,
-    # large_upload
+    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak/large_upload
     server_s: float | None = None  # rerun BackMsg sent -> script_finished received
     total_s: float | None = None  # user action -> last media fetched (or image drawn, for browsers)
     images: int = 0  # images on the page after this step (light clients: in this run's deltas)
@@ -1114,8 +1120,7 @@ def print_summary(result: dict[str, object]) -> None:
         p50, p95 = fmt(moves.get("server_s_p50")), fmt(moves.get("server_s_p95"))
         print(f"  slider move, server time: p50 {p50} s, p95 {p95} s")
         print_group("  baseline session", base["report"])
-    groups = (("load_light", "Load, light clients"), ("load_browsers", "Load, browsers"), ("soak", "Soak"))
-    for key, title in (*groups, ("large", "Large photos")):
+    for key, title in PHASE_GROUPS:
         if result.get(key):
             print_group(title, result[key]["report"])
     mem = result["memory_mib"]
@@ -1330,7 +1335,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.json_out:
         cfg.json_out.write_text(json.dumps(result, indent=1, default=str))
         print(f"\nwrote {cfg.json_out}")
-    groups = [result.get(k) for k in ("baseline", "load_light", "load_browsers", "soak", "large")]
+    groups = [result.get(k) for k in ("baseline", *(key for key, _ in PHASE_GROUPS))]
     failed = sum(g["report"]["failed"] for g in groups if g)
     return 1 if failed or result.get("stopped_early") else 0
 

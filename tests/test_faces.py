@@ -110,6 +110,14 @@ def test_load_image_rejects_garbage_and_bombs() -> None:
         load_image(big, max_pixels=1_000_000)
 
 
+def test_load_image_reports_a_path_it_cannot_read(tmp_path) -> None:
+    """The crop command and data preparation skip what raises ImageLoadError: a missing file or a
+    folder must raise it too, not OSError."""
+    for path in (tmp_path / "missing.jpg", tmp_path):
+        with pytest.raises(ImageLoadError, match="cannot read"):
+            load_image(path)
+
+
 def test_crop_cli_writes_pngs_and_warns_without_a_face(tmp_path, astronaut, capsys) -> None:
     src = tmp_path / "in"
     src.mkdir()
