@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import detail as detail_layer
 from .model import MODEL_KINDS, FaceAE
@@ -300,14 +301,15 @@ def _finest_detail_within(
 
 def _base_candidates(model: FaceAE, code: np.ndarray, max_bytes: int) -> list[tuple[Compressed, torch.Tensor]]:
     """Per latent size the finest base file within max_bytes (else the smallest), each with a
-    float32 preview of its picture from one batched decode: ranking needs no bit-exact pixels."""
+    preview of its picture from one batched decode in bfloat16: ranking needs no exact pixels
+    (a preview's squared error is off by ~1e-6, against ~3e-3 for a face at 26 dB; of 800
+    choices, 50 faces at 8 budgets, 10 near-ties at 96 bytes went the other way, by 0.007 dB
+    at most)."""
     files = [compress_code(model, code[:latent], max_bytes=max_bytes) for latent in model.cfg.ladder]
     codes = torch.from_numpy(
         np.stack([_dequantise(model, _quantise(model, code[: f.latent], f.q)[0], f.q) for f in files])
     ).float()
-    with torch.no_grad():
-        previews = model.decode(codes.to(next(model.parameters()).device)).clamp(0, 1).float().cpu()
-    return list(zip(files, previews, strict=True))
+    return list(zip(files, preview_decode(model, codes), strict=True))
 
 
 def best_within(models: dict[str, FaceAE], image: torch.Tensor, max_bytes: int) -> tuple[Compressed, torch.Tensor]:
@@ -474,6 +476,7 @@ def decompress(data: bytes, models: dict[str, FaceAE]) -> torch.Tensor:
 
 
 _float64_decoders: weakref.WeakKeyDictionary[FaceAE, torch.nn.Module] = weakref.WeakKeyDictionary()
+_preview_decoders: weakref.WeakKeyDictionary[FaceAE, torch.nn.Module] = weakref.WeakKeyDictionary()
 
 
 def _exact_decoder(model: FaceAE) -> torch.nn.Module:
@@ -481,3 +484,18 @@ def _exact_decoder(model: FaceAE) -> torch.nn.Module:
     if model not in _float64_decoders:
         _float64_decoders[model] = copy.deepcopy(model.decoder).cpu().double().eval()
     return _float64_decoders[model]
+
+
+@torch.no_grad()
+def preview_decode(model: FaceAE, codes: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 128, 128) float32 CPU pictures of (N, k) codes (missing dimensions zero, as in
+    FaceAE.decode), to rank or show, not for files: a bfloat16 channels-last copy of the decoder
+    (10 MB, made once per model) takes under a third of float32's time (16 against 56 ms for six
+    codes, 6 against 13 ms for one, on one CPU thread). Its pixels are at most 3 8-bit levels
+    from float32's, a quarter of them 1 level or more (32 sampled codes per model)."""
+    if model not in _preview_decoders:
+        decoder = copy.deepcopy(model.decoder).eval()
+        _preview_decoders[model] = decoder.to(torch.bfloat16, memory_format=torch.channels_last)
+    decoder = _preview_decoders[model]
+    codes = F.pad(codes, (0, model.cfg.max_latent - codes.shape[1]))
+    return decoder(codes.to(next(decoder.parameters()).device, torch.bfloat16)).clamp(0, 1).float().cpu()

@@ -23,7 +23,7 @@ from .classic import CLASSIC_EXT, CLASSIC_FORMATS, classic_name, classic_within
 from .faces import FaceBox, centre_crop, crop_face, detect_faces, load_image
 from .model import MODEL_KINDS, FaceAE
 from .result import CROP_SIZE, Result
-from .visual import fit_width, png_bytes, to_pil, to_tensor
+from .visual import display_png, fit_width, png_bytes, to_pil, to_tensor
 
 COMPARE_WORKERS = 2  # threads one comparison runs its codecs on
 
@@ -115,7 +115,7 @@ def _scored(name: str, crop_t: torch.Tensor, image: Image.Image, data: bytes, fi
         data=data,
         file_name=file_name,
         note=note,
-        png=png_bytes(image),
+        png=display_png(image),
     )
 
 

@@ -131,12 +131,10 @@ def encode(model: FaceAE, crop: Image.Image) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode(model: FaceAE, z: torch.Tensor, latent: int | None = None) -> Image.Image:
-    """Decode one code (optionally only its first `latent` numbers) to a 128x128 PIL image."""
-    z = z.float().reshape(1, -1)
-    if latent is not None:
-        z = z[:, :latent]
-    return to_pil(model.decode(z))
+def decode(model: FaceAE, z: torch.Tensor) -> Image.Image:
+    """One code as a 128x128 PIL image to show (codec.preview_decode: at most 3 8-bit levels
+    from the float32 decoder, in half the time)."""
+    return to_pil(codec.preview_decode(model, z.float().reshape(1, -1)))
 
 
 def code_from_fcz(data: bytes, models: Mapping[str, FaceAE]) -> torch.Tensor:

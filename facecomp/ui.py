@@ -32,7 +32,7 @@ from .faces import ImageLoadError, load_image
 from .latent_space import load_latent_space_report
 from .model import FaceAE
 from .result import Result
-from .visual import draw_boxes, enlarge, error_map, png_bytes
+from .visual import display_png, draw_boxes, enlarge, error_map, png_bytes
 from .weight_files import file_stamp
 from .weights import WeightsError, default_weights_dir, load_models, weights_files
 
@@ -208,15 +208,17 @@ def code_of(crop_png: bytes, key: str) -> np.ndarray:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def decoded_png(code: bytes, key: str) -> bytes:
-    """The VAE's picture of a fixed code (float32 bytes): decoded once, not on every slider move."""
+    """The VAE's picture of a code (float32 bytes) as PNG: the start face and the edited one.
+    Cached, so a rerun that keeps a face (a move of another fragment's widget, a slider moved
+    back) does not decode it again."""
     models, _ = _load(key)
     z = torch.from_numpy(np.frombuffer(code, dtype=np.float32).copy())
-    return png_bytes(explore.decode(models["vae"], z))
+    return display_png(explore.decode(models["vae"], z))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def heat(original_png: bytes, recon_png: bytes) -> bytes:
-    return png_bytes(error_map(load_image(original_png), load_image(recon_png)))
+    return display_png(error_map(load_image(original_png), load_image(recon_png)))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -230,7 +232,7 @@ def fcz_code(data: bytes, key: str) -> np.ndarray:
 def samples(kind: str, source: str, temperature: float, seed: int, n: int, columns: int, key: str) -> bytes:
     models, _ = _load(key)
     grid = _heavy(explore.sample_grid, models[kind], n, seed, columns, source, temperature)
-    return png_bytes(enlarge(grid, 2))
+    return png_bytes(enlarge(grid, 2))  # made once, sent to every visitor: the smaller file
 
 
 @st.cache_data(show_spinner=False)

@@ -80,7 +80,7 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
         page.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
     with edited_col:
         st.markdown("### Edited")
-        page.face_image(explore.decode(vae, moved), "edited", caption="the VAE's decoding, moved by the sliders")
+        page.face_image(face_png(moved.numpy()), "edited", caption="the VAE's decoding, moved by the sliders")
 
 
 @st.fragment
@@ -100,7 +100,7 @@ def morph(code: np.ndarray, label: str) -> None:
     with a_col:
         page.face_image(face_png(code), "morph_a", caption=f"A: {label}")
     with t_col:
-        page.face_image(explore.decode(vae, explore.slerp(za, zb, t)), "morph_t", caption=f"t = {t:.2f}")
+        page.face_image(face_png(explore.slerp(za, zb, t).numpy()), "morph_t", caption=f"t = {t:.2f}")
     with b_col:
         page.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
 

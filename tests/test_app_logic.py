@@ -13,7 +13,7 @@ from PIL import Image
 from facecomp import charts, codec, demo, explore, first_page, metrics
 from facecomp.faces import FaceBox, ImageLoadError
 from facecomp.result import Result
-from facecomp.visual import draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
+from facecomp.visual import display_png, draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
 from tests.appdata import ASTRONAUT, fake_evaluation, make_weights_dir
 
@@ -238,7 +238,8 @@ def test_charts_from_evaluation() -> None:
 
 
 def test_png_bytes_is_lossless(crop: Image.Image) -> None:
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(crop))).convert("RGB")), np.asarray(crop))
+    for encode in (png_bytes, display_png):
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode(crop))).convert("RGB")), np.asarray(crop))
 
 
 def test_ssim_is_scikit_images(crop: Image.Image) -> None:
@@ -246,17 +247,19 @@ def test_ssim_is_scikit_images(crop: Image.Image) -> None:
 
     x = to_tensor(crop)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    for y in ((x + 0.05 * noise).clamp(0, 1), x.flip(-1), torch.full_like(x, 0.5)):
+    pairs = [(x, (x + 0.05 * noise).clamp(0, 1)), (x, x.flip(-1)), (x, torch.full_like(x, 0.5))]
+    pairs.append((x[:, :40, :57], x[:, 3:43, 5:62]))  # not square: each axis filtered by its own size
+    for a, b in pairs:
         expected = structural_similarity(
-            x.permute(1, 2, 0).numpy(),
-            y.permute(1, 2, 0).numpy(),
+            a.permute(1, 2, 0).numpy(),
+            b.permute(1, 2, 0).numpy(),
             data_range=1.0,
             channel_axis=2,
             gaussian_weights=True,
             sigma=1.5,
             use_sample_covariance=False,
         )
-        assert metrics.ssim(x, y) == pytest.approx(expected, abs=1e-6)
+        assert metrics.ssim(a, b) == pytest.approx(expected, abs=1e-6)
     assert metrics.ssim(x, x) == pytest.approx(1.0)
 
 
