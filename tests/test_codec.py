@@ -21,6 +21,7 @@ from facecomp.codec import (
     compress,
     decompress,
     highest_fitting,
+    preview_decode,
 )
 from facecomp.visual import to_pil
 from facecomp.weights import load_model
@@ -68,6 +69,19 @@ def test_decoding_runs_in_float64_whatever_the_thread_count(models) -> None:
         torch.set_num_threads(threads)
     assert torch.equal(single, decompress(data, models)) and single.dtype == torch.float32
     assert all(p.dtype == torch.float64 for p in _exact_decoder(model).parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the app's model is left as it was
+
+
+def test_preview_decode_is_the_decoder_within_a_few_levels(models) -> None:
+    """The bfloat16 copy that ranks candidates and draws the explorer's faces: a short code is
+    padded with zeros as FaceAE.decode pads it, and no pixel is more than a few 8-bit levels off."""
+    model = models["ae"]
+    with torch.no_grad():
+        short = model.code(generated_faces(2, seed=7))[:, :64]
+        exact = model.decode(short)
+    preview = preview_decode(model, short)
+    assert preview.shape == exact.shape and preview.dtype == torch.float32
+    assert (preview - exact).abs().max() <= 4 / 255
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the app's model is left as it was
 
 
