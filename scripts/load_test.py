@@ -1004,7 +1004,7 @@ def niced_chromium(folder: Path) -> str:
     """A launcher that runs Chromium at the lowest priority, every process and thread.
 
     A visitor's browser draws on their own machine. Here it shares the server's two cores, and
-    it took CPU from the server's comparisons (which run at nice 10, below slider moves). Three
+    it took CPU from the server's comparisons (which run at nice 10, below slider moves). Two
     things stood in the way of a low priority:
       * Run as root, Chromium raises its display threads to nice -8, so the launcher takes away
         its right to raise priorities (setpriv, CAP_SYS_NICE) and starts it at nice 19.
