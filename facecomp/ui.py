@@ -208,9 +208,9 @@ def code_of(crop_png: bytes, key: str) -> np.ndarray:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def decoded_png(code: bytes, key: str) -> bytes:
-    """The VAE's picture of a code (float32 bytes) as PNG: the start face and the edited one.
-    Cached, so a rerun that keeps a face (a move of another fragment's widget, a slider moved
-    back) does not decode it again."""
+    """The VAE's picture of a code (float32 bytes) as PNG: every face the explorer draws (start,
+    edited, the morph's three). Cached, so a rerun that keeps a face (a move of another
+    fragment's widget, a slider moved back) does not decode it again."""
     models, _ = _load(key)
     z = torch.from_numpy(np.frombuffer(code, dtype=np.float32).copy())
     return display_png(explore.decode(models["vae"], z))
