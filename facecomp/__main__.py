@@ -175,7 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .evaluate import evaluate, load_eval_images, merge_into, print_budget_table, print_table
-    from .weights import WeightsError, load_models
+    from .weights import WeightsError, load_models, measured_weights
 
     try:
         models, _ = load_models(args.weights, args.models)
@@ -188,6 +188,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     torch.set_grad_enabled(False)
     result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)), classic_sweep=not update)
     result["seconds"] = round(time.time() - started, 1)
+    result["weights"] = {kind: measured_weights(kind, args.weights) for kind in models}
     if update:  # a retrained model replaces its own rows only
         result = merge_into(json.loads(args.json.read_text()), result, list(models))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,13 @@ def read_evaluation(weights_dir: Path | None = None) -> dict | None:
     return data if isinstance(data, dict) else {"records": data}  # a bare list of records also works
 
 
+def unmeasured_kinds(evaluation: dict, current: dict[str, dict]) -> list[str]:
+    """The kinds whose weights (weights.measured_weights, by kind) are not the ones the evaluation
+    measured: every kind for an evaluation that does not say (written before it recorded them)."""
+    measured = evaluation.get("weights", {})
+    return [kind for kind, hashes in current.items() if measured.get(kind) != hashes]
+
+
 def _coded(r: dict, metric: str) -> float:
     """Quality of the real .fcz file when the record has it (quantised), else of the float code."""
     return r.get("codec", r)[metric]["mean"]

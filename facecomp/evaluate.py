@@ -377,6 +377,7 @@ def merge_into(old: dict, new: dict, kinds: list[str]) -> dict:
         return [r for r in rows if r["model"] not in kinds]
 
     merged = dict(new)
+    merged["weights"] = old.get("weights", {}) | new.get("weights", {})
     merged["records"] = keep(old["records"]) + new["records"]
     merged["budgets"] = keep(old.get("budgets", [])) + new["budgets"]
     merged["rate_distortion"] = {

@@ -127,6 +127,18 @@ def load_card(kind: str, weights_dir: Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
+def measured_weights(kind: str, weights_dir: Path | None = None) -> dict[str, str | None]:
+    """What a model's measured numbers depend on, from its cards: the codec's SHA-256 (the one its
+    .fcz files name: a refit of the sliders alone keeps it) and the detail layer's (None without
+    one). `evaluate` records it beside its numbers; Benchmarks compares it with the weights here."""
+    card = load_card(kind, weights_dir)
+    detail_card = detail_path(kind, weights_dir).with_suffix(".json")
+    return {
+        "codec_sha256": card.get(CODEC_SHA_FIELD, card["sha256"]),
+        "detail_sha256": json.loads(detail_card.read_text())["sha256"] if detail_card.exists() else None,
+    }
+
+
 def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict]:
     """The shipped model of `kind` and its card, after checking the weights' SHA-256."""
     path = weights_path(kind, weights_dir)

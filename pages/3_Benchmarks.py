@@ -5,17 +5,17 @@ import streamlit as st
 
 from facecomp import charts, ui
 from facecomp.model import LATENT_LADDER, MODEL_KINDS
-from facecomp.weights import WeightsError, load_card
+from facecomp.weights import WeightsError, load_card, measured_weights
 
 ui.page_setup("Benchmarks")
 st.title("Benchmarks")
 
 evaluation = charts.read_evaluation()
 records = evaluation.get("records") if evaluation else None
-cards = {}
+cards, current = {}, {}
 for kind in MODEL_KINDS:
     try:
-        cards[kind] = load_card(kind)
+        cards[kind], current[kind] = load_card(kind), measured_weights(kind)
     except WeightsError:
         pass
 
@@ -25,6 +25,12 @@ if not evaluation:
         "Create it with `python -m facecomp evaluate DIR --json weights/evaluation.json`."
     )
 else:
+    if stale := charts.unmeasured_kinds(evaluation, current):
+        st.warning(
+            f"These numbers were not measured with the {' and '.join(k.upper() for k in stale)} weights "
+            "loaded here (their SHA-256 differs from the evaluation's, or it names none). Measure them with "
+            "`python -m facecomp evaluate DIR --json weights/evaluation.json` (`--models KIND --update` for one model)."
+        )
     st.subheader("Quality against bytes, every file held to its budget")
     if evaluation.get("budget_table"):
         st.plotly_chart(charts.budget_curves(evaluation), theme=None, key="budget_curves")

@@ -11,8 +11,8 @@ from facecomp.attributes import LabelDirection
 from facecomp.demo import builtin_photo_bytes
 from facecomp.faces import CROP_SIZE
 from facecomp.latents import set_directions
-from facecomp.model import LATENT_LADDER, FaceAE, ModelConfig, build_model
-from facecomp.weights import save_model
+from facecomp.model import LATENT_LADDER, MODEL_KINDS, FaceAE, ModelConfig, build_model
+from facecomp.weights import measured_weights, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ASTRONAUT = "Astronaut (scikit-image)"
@@ -167,10 +167,12 @@ def old_evaluation() -> dict:
 
 def make_weights_dir(directory: Path, evaluation: bool | dict = True) -> Path:
     """Untrained weights and, unless `evaluation` is False, an evaluation JSON (`fake_evaluation()`
-    when it is True, else the dict given)."""
+    of these weights when it is True, else the dict given)."""
     write_untrained_weights(directory)
     if evaluation:
-        data = fake_evaluation() if evaluation is True else evaluation
+        data = evaluation
+        if evaluation is True:
+            data = fake_evaluation() | {"weights": {kind: measured_weights(kind, directory) for kind in MODEL_KINDS}}
         (directory / "evaluation.json").write_text(json.dumps(data))
     return directory
 

@@ -237,6 +237,15 @@ def test_charts_from_evaluation() -> None:
     assert len(charts.study_comparison(records)) == 4 and len(charts.study_comparison(None)) == 2
 
 
+def test_evaluation_names_the_models_measured_with_other_weights() -> None:
+    ae, vae = {"codec_sha256": "a1", "detail_sha256": "d1"}, {"codec_sha256": "v1", "detail_sha256": None}
+    evaluation = {"weights": {"ae": ae, "vae": vae}}
+    assert charts.unmeasured_kinds(evaluation, {"ae": ae, "vae": vae}) == []
+    retrained_detail = {"ae": ae | {"detail_sha256": "d2"}, "vae": vae}
+    assert charts.unmeasured_kinds(evaluation, retrained_detail) == ["ae"]
+    assert charts.unmeasured_kinds({}, {"ae": ae, "vae": vae}) == ["ae", "vae"]  # an evaluation that does not say
+
+
 def test_png_bytes_is_lossless(crop: Image.Image) -> None:
     for encode in (png_bytes, display_png):
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode(crop))).convert("RGB")), np.asarray(crop))

@@ -15,12 +15,11 @@ from PIL import Image, ImageEnhance
 
 from facecomp.__main__ import main
 from facecomp.data import is_validation
-from facecomp.evaluate import evaluate
 from facecomp.faces import canonical_crop
 from facecomp.metrics import psnr
 from facecomp.model import LATENT_LADDER, ModelConfig, build_model, reconstruction_terms
-from facecomp.visual import to_tensor
-from facecomp.weights import WeightsError, load_model, save_model, weights_path
+from facecomp.visual import to_pil, to_tensor
+from facecomp.weights import WeightsError, load_model, measured_weights, save_model, weights_path
 
 from .conftest import TINY_CHANNELS, generated_faces
 
@@ -142,9 +141,17 @@ def test_prepare_then_train_one_tiny_epoch_and_resume(tmp_path: Path, astronaut,
     assert "resuming vae from epoch 1" in capsys.readouterr().out
 
 
-def test_evaluation_json_has_one_record_per_model_and_size(tiny_weights: Path) -> None:
-    models = {kind: load_model(kind, tiny_weights)[0] for kind in ("ae", "vae")}
-    result = evaluate(generated_faces(3), models, codec_faces=2)
+def test_evaluation_json_has_one_record_per_model_and_size(tiny_weights: Path, tmp_path: Path) -> None:
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i, face in enumerate(generated_faces(3)):
+        to_pil(face).save(crops / f"face{i}.png")
+    out = tmp_path / "evaluation.json"
+    main(["evaluate", str(crops), "--json", str(out), "--weights", str(tiny_weights), "--codec-faces", "2"])
+    result = json.loads(out.read_text())
+    # The weights it measured, as Benchmarks compares them with the weights it loads.
+    assert result["weights"] == {kind: measured_weights(kind, tiny_weights) for kind in ("ae", "vae")}
+    assert result["weights"]["ae"]["codec_sha256"] == load_model("ae", tiny_weights)[1]["sha256"]
     assert len(result["records"]) == 2 * len(LATENT_LADDER)
     record = result["records"][0]
     assert {"model", "latent", "psnr", "ssim", "mse", "noisy", "bytes", "classic", "codec", "hist"} <= set(record)
@@ -192,14 +199,17 @@ def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
             "classic": [{"format": "JPEG"}],
         },
         "budget_table": table(1, "ae", "vae", "JPEG"),
+        "weights": {"ae": {"codec_sha256": "a1"}, "vae": {"codec_sha256": "v1"}},
     }
     new = {
         "records": rows("vae", 3),
         "budgets": rows("vae", 3),
         "rate_distortion": {"fcz": rows("vae", 3), "detail": rows("vae", 3), "classic": []},
         "budget_table": table(3, "vae", "JPEG"),
+        "weights": {"vae": {"codec_sha256": "v2"}},
     }
     merged = merge_into(old, new, ["vae"])
+    assert merged["weights"] == {"ae": {"codec_sha256": "a1"}, "vae": {"codec_sha256": "v2"}}
     rd = merged["rate_distortion"]
     for part in (merged["records"], merged["budgets"], rd["fcz"], rd["detail"]):
         assert [(r["model"], r["psnr"]) for r in part] == [("ae", 1), ("vae", 3)]
