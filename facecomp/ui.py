@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -161,10 +161,19 @@ def weights_key() -> str:
     return "|".join([str(folder), *(str(file_stamp(path)) for path in weights_files(folder))])
 
 
-def models_or_stop() -> tuple[dict[str, FaceAE], dict[str, dict]]:
-    """Both models and their cards; a missing or altered weights file ends the page with one message."""
+class Loaded(NamedTuple):
+    models: dict[str, FaceAE]
+    cards: dict[str, dict]
+    key: str  # weights_key() of these models: the cache key of everything computed with them
+
+
+def models_or_stop() -> Loaded:
+    """Both models, their cards and their weights key; a missing or altered weights file ends
+    the page with one message. One key for both: weights replaced between two calls of
+    weights_key() would cache results of the old models under the new key."""
+    key = weights_key()
     try:
-        return _load(weights_key())
+        return Loaded(*_load(key), key)
     except WeightsError as err:
         st.error(f"The model weights could not be loaded. {err}")
         st.stop()
@@ -366,8 +375,7 @@ def home_example() -> first_page.Example:
     """Home's live example: the first built-in photo's face (a centred crop if none is found),
     then AE and VAE at HOME_BUDGET bytes. No identity: it adds time to the first page. Weights
     that cannot be loaded end the page with one message."""
-    models_or_stop()
-    return _home_example(weights_key())
+    return _home_example(models_or_stop().key)
 
 
 class _NoWarmUpWarning(logging.Filter):

@@ -21,8 +21,7 @@ CARDS_CSS = """
 
 ui.page_setup("Compare", sidebar="collapsed")
 st.html(f"<style>{CARDS_CSS}</style>")
-models, cards = ui.models_or_stop()
-key = ui.weights_key()
+key = ui.models_or_stop().key
 
 source_col, photo_col, budget_col, latent_col, toggle_col = st.columns([3.6, 2.4, 3.1, 1.5, 1.9], gap="small")
 source = ui.photo_source("compare", where=(source_col, photo_col))

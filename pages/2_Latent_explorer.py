@@ -8,8 +8,7 @@ from facecomp import codec, explore, page, ui
 from facecomp.model import MODEL_KINDS
 
 ui.page_setup("Latent explorer")
-models, cards = ui.models_or_stop()
-key = ui.weights_key()
+models, _, key = ui.models_or_stop()
 vae = models["vae"]
 N_MAIN = 8
 SIGMA = explore.SLIDER_RANGE

@@ -84,8 +84,7 @@ with vae:
         "so **random codes and in-between codes decode to faces**: sampling and morphing work."
     )
     st.markdown("#### The lesson in pictures: decode random codes")
-    models, _ = ui.models_or_stop()
-    key = ui.weights_key()
+    key = ui.models_or_stop().key
     fd = {kind: row["fd_dlib"] for kind, row in ui.latent_space_report(key).get("models", {}).items()}
     for kind, col in zip(MODEL_KINDS, st.columns(len(MODEL_KINDS), gap="large")):
         with col:

@@ -734,14 +734,11 @@ def open_compare_upload_mode(client: LightClient, session: Session) -> tuple[str
 
 
 def upload_photo(
-    client: LightClient, session: Session, kind: str, uploader: tuple[str, str], photo: int, large: bool = False
+    client: LightClient, session: Session, kind: str, uploader: tuple[str, str], name: str, data: bytes
 ) -> None:
-    """Upload photo number `photo` (large: a 39-megapixel one) on Compare and fetch what it draws."""
+    """Upload one photo on Compare and fetch what it draws."""
 
     def upload() -> tuple[Run, int]:
-        name, data = (
-            (f"large_{photo}.jpg", large_photo(photo)) if large else (f"loadtest_{photo}.jpg", photo_variant(photo))
-        )
         run = client.upload(uploader[0], name, data, uploader[1])
         fetched = client.fetch_media(run)
         if fetched == 0 and not run.errors:
@@ -812,7 +809,7 @@ def light_session(base: str, name: str, photo: int, moves: int, cfg: Config, dea
     def steps() -> None:
         uploader = open_compare_upload_mode(client, session)
         pacer.pause()  # finding the photo to upload
-        upload_photo(client, session, "compare_upload", uploader, photo)
+        upload_photo(client, session, "compare_upload", uploader, f"loadtest_{photo}.jpg", photo_variant(photo))
         pacer.pause()  # looking at the comparison
         explore_sliders(client, session, moves, pacer)
 
@@ -829,7 +826,7 @@ def soak_session(
     def steps() -> None:
         uploader = open_compare_upload_mode(client, session)
         for photo in photos:  # a page that shows an error is recorded and the soak goes on
-            upload_photo(client, session, "soak_upload", uploader, photo)
+            upload_photo(client, session, "soak_upload", uploader, f"loadtest_{photo}.jpg", photo_variant(photo))
             progress.add()
 
     return run_light(session, client, steps)
@@ -843,7 +840,7 @@ def large_session(base: str, uploads: int, cfg: Config, deadline: Deadline) -> S
     def steps() -> None:
         uploader = open_compare_upload_mode(client, session)
         for photo in range(uploads):
-            upload_photo(client, session, "large_upload", uploader, photo, large=True)
+            upload_photo(client, session, "large_upload", uploader, f"large_{photo}.jpg", large_photo(photo))
 
     return run_light(session, client, steps)
 

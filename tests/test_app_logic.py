@@ -60,6 +60,8 @@ def test_kept_photo_is_small_and_crops_like_the_full_photo() -> None:
     photo, kept = demo.open_photo(data), demo.keep_photo(data)
     assert photo.boxes and kept.boxes == photo.boxes
     assert kept.crop_png(0) == png_bytes(demo.choose_crop(photo, 0))
+    with pytest.raises(ValueError, match="pick one"):
+        kept.crop_png(None)  # a photo with faces keeps no centred crop
     assert kept.preview.width == demo.PREVIEW_WIDTH and kept.width == 4000
     assert len(pickle.dumps(kept)) < 4_000_000  # the photo decoded is 36 MB
     box = photo.boxes[0]
