@@ -179,6 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         models, _ = load_models(args.weights, args.models)
+        measured = {kind: measured_weights(kind, args.weights) for kind in models}  # as loaded, before the long run
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -188,7 +189,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     torch.set_grad_enabled(False)
     result = evaluate(images, models, codec_faces=min(args.codec_faces, len(images)), classic_sweep=not update)
     result["seconds"] = round(time.time() - started, 1)
-    result["weights"] = {kind: measured_weights(kind, args.weights) for kind in models}
+    result["weights"] = measured
     if update:  # a retrained model replaces its own rows only
         result = merge_into(json.loads(args.json.read_text()), result, list(models))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,8 @@ def read_evaluation(weights_dir: Path | None = None) -> dict | None:
 
 
 def unmeasured_kinds(evaluation: dict, current: dict[str, dict]) -> list[str]:
-    """The kinds whose weights (weights.measured_weights, by kind) are not the ones the evaluation
-    measured: every kind for an evaluation that does not say (written before it recorded them)."""
+    """The kinds in `current` (weights.measured_weights, by kind) whose weights are not the ones the
+    evaluation measured: all of them for an evaluation that does not say (written before it did)."""
     measured = evaluation.get("weights", {})
     return [kind for kind, hashes in current.items() if measured.get(kind) != hashes]
 

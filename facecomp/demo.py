@@ -92,8 +92,9 @@ class KeptPhoto:
     crops: tuple[bytes, ...]  # PNG of each face's crop in box order; without a face, the centred crop
 
     def crop_png(self, face: int | None) -> bytes:
-        """The crop of face number `face`; None, for a photo without faces: the centred crop
-        (a photo with faces keeps none: keep_photo cuts only what a visitor can pick)."""
+        """The crop of face number `face` (past the last face: the last one); on a photo without
+        faces, the centred crop for any `face`. None on a photo with faces raises ValueError:
+        keep_photo cuts only the crops a visitor can pick, and no centred one among them."""
         if face is None and self.boxes:
             raise ValueError("this photo has faces: pick one by number; only a photo without faces has a centred crop")
         return self.crops[0 if face is None else min(face, len(self.crops) - 1)]

@@ -168,9 +168,8 @@ class Loaded(NamedTuple):
 
 
 def models_or_stop() -> Loaded:
-    """Both models, their cards and their weights key; a missing or altered weights file ends
-    the page with one message. One key for both: weights replaced between two calls of
-    weights_key() would cache results of the old models under the new key."""
+    """Both models, their cards and the weights key they were loaded under, read once for the
+    page; a missing or altered weights file ends the page with one message."""
     key = weights_key()
     try:
         return Loaded(*_load(key), key)

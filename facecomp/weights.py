@@ -129,14 +129,18 @@ def load_card(kind: str, weights_dir: Path | None = None) -> dict:
 
 def measured_weights(kind: str, weights_dir: Path | None = None) -> dict[str, str | None]:
     """What a model's measured numbers depend on, from its cards: the codec's SHA-256 (the one its
-    .fcz files name: a refit of the sliders alone keeps it) and the detail layer's (None without
-    one). `evaluate` records it beside its numbers; Benchmarks compares it with the weights here."""
+    .fcz files name: a refit of the sliders alone keeps it) and the detail layer's (None where
+    load_detail finds no detail weights). `evaluate` records it beside its numbers; Benchmarks
+    compares it with the weights in the folder."""
     card = load_card(kind, weights_dir)
-    detail_card = detail_path(kind, weights_dir).with_suffix(".json")
-    return {
-        "codec_sha256": card.get(CODEC_SHA_FIELD, card["sha256"]),
-        "detail_sha256": json.loads(detail_card.read_text())["sha256"] if detail_card.exists() else None,
-    }
+    detail = detail_path(kind, weights_dir)
+    try:
+        return {
+            "codec_sha256": card.get(CODEC_SHA_FIELD) or card["sha256"],
+            "detail_sha256": json.loads(detail.with_suffix(".json").read_text())["sha256"] if detail.exists() else None,
+        }
+    except (OSError, KeyError, ValueError) as err:  # ValueError: a card that is not JSON
+        raise WeightsError(f"the {kind.upper()} cards do not name their weights' SHA-256: {err!r}") from err
 
 
 def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict]:
