@@ -163,16 +163,15 @@ def weights_key() -> str:
 
 class Loaded(NamedTuple):
     models: dict[str, FaceAE]
-    cards: dict[str, dict]
     key: str  # weights_key() of these models: the cache key of everything computed with them
 
 
 def models_or_stop() -> Loaded:
-    """Both models, their cards and the weights key they were loaded under, read once for the
-    page; a missing or altered weights file ends the page with one message."""
+    """Both models and the weights key they were loaded under, read once for the page; a
+    missing or altered weights file ends the page with one message."""
     key = weights_key()
     try:
-        return Loaded(*_load(key), key)
+        return Loaded(_load(key)[0], key)
     except WeightsError as err:
         st.error(f"The model weights could not be loaded. {err}")
         st.stop()

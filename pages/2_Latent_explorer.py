@@ -8,7 +8,7 @@ from facecomp import codec, explore, page, ui
 from facecomp.model import MODEL_KINDS
 
 ui.page_setup("Latent explorer")
-models, _, key = ui.models_or_stop()
+models, key = ui.models_or_stop()
 vae = models["vae"]
 N_MAIN = 8
 SIGMA = explore.SLIDER_RANGE

@@ -28,8 +28,9 @@ else:
     if stale := charts.unmeasured_kinds(evaluation, current):
         st.warning(
             f"These numbers were not measured with the {' and '.join(k.upper() for k in stale)} weights "
-            "loaded here (their SHA-256 differs from the evaluation's, or it names none). Measure them with "
-            "`python -m facecomp evaluate DIR --json weights/evaluation.json` (`--models KIND --update` for one model)."
+            "in this app's weights folder (their SHA-256 differs from the evaluation's, or it names none). "
+            "Measure them with `python -m facecomp evaluate DIR --json weights/evaluation.json` "
+            "(`--models KIND --update` for one model)."
         )
     st.subheader("Quality against bytes, every file held to its budget")
     if evaluation.get("budget_table"):
