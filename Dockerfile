@@ -22,9 +22,9 @@ COPY weights/ weights/
 
 RUN useradd --create-home facecomp
 USER facecomp
-# Home's live example, computed once here and kept in the user's cache (facecomp/first_page.py):
+# Home's live example, computed once here and kept in the user's cache (facecomp/app/first_page.py):
 # a new container's first page draws without waiting for torch and the models.
-RUN python -c "from facecomp import ui; ui.warm_up()"
+RUN python -c "from facecomp.app.warm_up import warm_up; warm_up()"
 
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -1,20 +1,20 @@
 """FaceComp home (the first page; app.py starts the server): what it does, a live example, links, and
 which weights are loaded.
 
-Drawn without torch when the example is kept on disk from an earlier start (facecomp.first_page):
+Drawn without torch when the example is kept on disk from an earlier start (facecomp.app.first_page):
 the page is then ready while the server is still importing torch and loading the models."""
 
 import streamlit as st
 
-from facecomp import first_page, page
+from facecomp.app import first_page, frame
 from facecomp.weight_files import default_weights_dir
 
-page.page_setup("Home")
+frame.page_setup("Home")
 example = first_page.read(default_weights_dir())
 if example is None:
-    from facecomp import ui  # imports torch: computes the example and keeps it for the next start
+    from facecomp.app.warm_up import home_example  # imports torch: computes the example, kept for the next start
 
-    example = ui.home_example()
+    example = home_example()
 
 st.title("FaceComp")
 st.markdown(
@@ -36,10 +36,10 @@ st.subheader(f"Live example: {example.photo}, at most {example.budget} bytes a f
 *face_cols, links = st.columns([1, 1, 1, 1], gap="medium")
 for col, res in zip(face_cols, example.results, strict=True):
     with col:
-        page.result_card(res, key=f"home_{res.name}")
+        frame.result_card(res, key=f"home_{res.name}")
 with links:
     st.markdown("### Explore")
-    for path, label, icon in page.NAV[1:]:
+    for path, label, icon in frame.NAV[1:]:
         st.page_link(path, label=f"**{label}**", icon=icon)
         st.caption(BLURBS[label])
 

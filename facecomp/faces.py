@@ -78,10 +78,9 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
         if not source:
             raise ImageLoadError("the file is empty")
         source = io.BytesIO(source)
-    # Opened without `with` and changed in place: closing the file frees the decoded pixels,
-    # so a `with` needs a copy to outlive it, and converting RGB to RGB makes another. A
-    # 39-megapixel JPEG (120 MB decoded) peaked at +298 MiB that way, +149 MiB now. The
-    # source is in memory here, so no file is left open.
+    # Opened without `with` and changed in place, so a large photo is held decoded only once: a
+    # `with` would need a copy to outlive it (closing the file frees the decoded pixels), and
+    # converting RGB to RGB would make another. The source is in memory, so no file is left open.
     try:
         img = Image.open(source)
         if img.width * img.height > max_pixels:
@@ -133,8 +132,8 @@ def _in_srgb(img: Image.Image) -> Image.Image:
 
 
 # One classifier per thread: OpenCV's CascadeClassifier is not thread-safe, and the app
-# serves every user's session from its own thread. Shared, concurrent uploads got wrong
-# boxes and crashed the server (found by scripts/load_test.py).
+# serves every user's session from its own thread: shared, concurrent uploads get wrong
+# boxes and can crash the server.
 _local = threading.local()
 
 

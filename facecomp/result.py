@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-CROP_SIZE = 128  # every face is coded as a 128x128 crop (faces.py makes them)
-PIXELS = CROP_SIZE * CROP_SIZE
-SAME_PERSON = 0.6  # dlib's published threshold on face-descriptor distance (identity.py measures it)
+from .spec import CROP_SIZE as CROP_SIZE  # read here by faces
+from .spec import PIXELS, SAME_PERSON
 
 
 @dataclass

@@ -10,11 +10,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .detail import DetailCodec, DetailConfig, coding_tensors, detail_codec
-from .model import MODEL_KINDS, FaceAE, ModelConfig, build_model
+from .codec.detail_coder import DetailCodec, coding_tensors, detail_codec
+from .codec.fcz import LoadedModel
+from .nets.autoencoder import MODEL_KINDS, FaceAE, ModelConfig, build_model
+from .nets.detail import DetailConfig
+from .nets.refiner import Refiner, RefinerConfig
 from .weight_files import default_weights_dir, sha256_file
 
-RETRAIN_HINT = "see README 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
+RETRAIN_HINT = "see docs/models.md 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
 
 
 # The card field naming the earlier weights file whose codec (encoder, decoder, code
@@ -49,7 +52,15 @@ def save_model(model: FaceAE, path: Path, card: dict | None = None) -> dict:
     save_file(state, str(path), metadata={"config": json.dumps(model.cfg.to_dict())})
     if card is None:
         return {}
-    card = dict(card, config=model.cfg.to_dict(), weights_file=path.name, sha256=sha256_file(path))
+    return write_card(path, card, model.cfg.to_dict())
+
+
+def write_card(path: Path, card: dict, config: dict | None = None) -> dict:
+    """Write `card` beside the weights file `path` (the same name, .json) and return it. Given the
+    weights' `config`, the card also records it and names the file and its SHA-256, as every shipped
+    card does (the training cards of train-detail's checkpoints go without)."""
+    if config is not None:
+        card = dict(card, config=config, weights_file=path.name, sha256=sha256_file(path))
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -100,9 +111,7 @@ def export_detail(checkpoint: Path, weights_dir: Path | None = None) -> dict:
         {k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"config": json.dumps(cfg.to_dict())}
     )
     training = json.loads(checkpoint.with_suffix(".json").read_text())
-    card = {"training": training, "config": cfg.to_dict(), "weights_file": path.name, "sha256": sha256_file(path)}
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return write_card(path, {"training": training}, cfg.to_dict())
 
 
 def load_detail(kind: str, weights_dir: Path | None = None) -> DetailCodec | None:
@@ -118,6 +127,39 @@ def load_detail(kind: str, weights_dir: Path | None = None) -> DetailCodec | Non
         return detail_codec(DetailConfig.from_dict(card["config"]), load_file(str(path)), actual)
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
+
+
+def sharp_path(weights_dir: Path | None = None) -> Path:
+    return Path(weights_dir or default_weights_dir()) / "sharp.safetensors"
+
+
+def save_refiner(refiner: Refiner, path: Path, card: dict) -> dict:
+    """The sharp decoding's refiner in half precision (it runs in float32) beside its card."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous().cpu() for k, v in refiner.state_dict().items()}
+    save_file(state, str(path), metadata={"config": json.dumps(refiner.cfg.to_dict())})
+    return write_card(path, card, refiner.cfg.to_dict())
+
+
+def load_refiner(weights_dir: Path | None = None) -> Refiner | None:
+    """The sharp decoding's refiner, checked against its card; None if not shipped."""
+    path = sharp_path(weights_dir)
+    if not path.exists():
+        return None
+    try:
+        card = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"the card of {path} cannot be read: {err}") from err
+    actual = sha256_file(path)
+    if actual != card["sha256"]:
+        raise WeightsError(f"sharp weights {path} do not match their card (SHA-256 {actual[:12]}...)")
+    try:
+        refiner = Refiner(RefinerConfig(**card["config"]))
+        refiner.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    except (OSError, RuntimeError, KeyError, TypeError) as err:
+        raise WeightsError(f"cannot load {path}: {err}") from err
+    return refiner.eval().requires_grad_(False)
 
 
 def load_card(kind: str, weights_dir: Path | None = None) -> dict:
@@ -143,8 +185,9 @@ def measured_weights(kind: str, weights_dir: Path | None = None) -> dict[str, st
         raise WeightsError(f"the {kind.upper()} cards do not name their weights' SHA-256: {err!r}") from err
 
 
-def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict]:
-    """The shipped model of `kind` and its card, after checking the weights' SHA-256."""
+def load_model(kind: str, weights_dir: Path | None = None) -> tuple[LoadedModel, dict]:
+    """The shipped model of `kind` (network, detail layer, the SHA-256 its files name) and its card,
+    after checking the weights' SHA-256."""
     path = weights_path(kind, weights_dir)
     card = load_card(kind, weights_dir)
     if not path.exists():
@@ -156,19 +199,17 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[FaceAE, dict
             f"expected {card['sha256'][:12]}...); restore it or {RETRAIN_HINT.format(kind=kind)}"
         )
     try:
-        model = read_model(path, card["config"])
+        network = read_model(path, card["config"])
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
     # .fcz files name the weights whose codec made them; a refit of the named directions
-    # alone keeps the codec and so the name (latents.fit_and_save).
-    model.codec_sha256 = card.get(CODEC_SHA_FIELD, actual)
-    model.detail = load_detail(kind, weights_dir)  # the codec's layer for budgets from ~110 bytes up
-    return model, card
+    # alone keeps the codec and so the name (latent.statistics.fit_and_save).
+    return LoadedModel(network, load_detail(kind, weights_dir), card.get(CODEC_SHA_FIELD, actual)), card
 
 
 def load_models(
     weights_dir: Path | None = None, kinds: Iterable[str] = MODEL_KINDS
-) -> tuple[dict[str, FaceAE], dict[str, dict]]:
+) -> tuple[dict[str, LoadedModel], dict[str, dict]]:
     """The models of `kinds` (default: all) and their cards, by kind, each checked as in load_model."""
     models, cards = {}, {}
     for kind in kinds:

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from facecomp import page, ui
-from facecomp.model import LATENT_LADDER
+from facecomp.app import cache, frame, widgets
+from facecomp.spec import COMPARE_BUDGETS, LATENT_LADDER
 
-BUDGETS = (32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 AUTOMATIC = "automatic"
 # Everything on the first screen of a 1280x720 projector: the menu starts folded away, the
 # pictures share one row, and their numbers are a little smaller than the body text.
@@ -19,18 +18,18 @@ CARDS_CSS = """
 """
 
 
-ui.page_setup("Compare", sidebar="collapsed")
+frame.page_setup("Compare", sidebar="collapsed")
 st.html(f"<style>{CARDS_CSS}</style>")
-key = ui.models_or_stop().key
+models, key = cache.models_or_stop()
 
 source_col, photo_col, budget_col, latent_col, toggle_col = st.columns([3.6, 2.4, 3.1, 1.5, 1.9], gap="small")
-source = ui.photo_source("compare", where=(source_col, photo_col))
+source = widgets.photo_source("compare", where=(source_col, photo_col))
 with budget_col:
     budget = st.select_slider(
         "Byte budget for every file",
-        options=BUDGETS,
+        options=COMPARE_BUDGETS,
         value=256,
-        format_func=page.budget_label,
+        format_func=frame.budget_label,
         key="compare_budget",
         help="Each codec makes its best file of at most this many bytes. The raw crop is 49,152 bytes.",
     )
@@ -50,18 +49,21 @@ if source is None:
 # photo with its faces folded away, and the caption.
 picker, cards, below = st.container(), st.container(key="compare_cards"), st.container()
 with picker:
-    crop_png = ui.pick_crop(source.data, "compare", photo_width=800, photo_box=below.expander("Photo and faces found"))
+    crop_png = widgets.pick_crop(
+        source.data, "compare", photo_width=800, photo_box=below.expander("Photo and faces found")
+    )
 if crop_png is None:
     st.stop()
 
-results = ui.compare(crop_png, budget, key, latent=None if latent == AUTOMATIC else int(latent))
+results = cache.cached_comparison(models, key, crop_png, budget, latent=None if latent == AUTOMATIC else int(latent))
 with cards:
     for col, res in zip(st.columns(len(results), gap="small"), results, strict=True):
         with col:
-            ui.result_card(res, crop_png, heatmap, key=f"compare_{res.name}")
+            heat = cache.heat_map_png(crop_png, res.png) if heatmap and res.name != "Original" else None
+            frame.result_card(res, f"compare_{res.name}", heat)
 how = "the budget picks latent size, quantiser and detail layer" if latent == AUTOMATIC else f"latent size {latent}"
 below.caption(
-    f"{source.label}: every file at most {page.budget_label(budget)} (the raw crop is 49,152 bytes). "
+    f"{source.label}: every file at most {frame.budget_label(budget)} (the raw crop is 49,152 bytes). "
     f"AE and VAE: {how}. JPEG, WebP, AVIF, HEIC and JPEG XL: the highest quality that fits; "
     "a codec that cannot fit shows its smallest file in red with the bytes it needs. "
     "Identity: dlib's face descriptor distance to the original, below 0.6 counts as the same person."

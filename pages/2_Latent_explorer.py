@@ -2,16 +2,17 @@
 
 import numpy as np
 import streamlit as st
-import torch
 
-from facecomp import codec, explore, page, ui
-from facecomp.model import MODEL_KINDS
+from facecomp.app import cache, frame, server, widgets
+from facecomp.codec.format import CodecError
+from facecomp.latent import explorer
+from facecomp.spec import MODEL_KINDS
 
-ui.page_setup("Latent explorer")
-models, key = ui.models_or_stop()
-vae = models["vae"]
+frame.page_setup("Latent explorer")
+models, key = cache.models_or_stop()
+vae = models["vae"].network
 N_MAIN = 8
-SIGMA = explore.SLIDER_RANGE
+SIGMA = explorer.SLIDER_RANGE
 BIAS_NOTE = (
     "⚠️ Named directions were learned from labels made by people: CelebA's attribute labels "
     "(celebrity photos, annotators' judgements) and UTKFace's ages (from its file names). They carry "
@@ -19,26 +20,26 @@ BIAS_NOTE = (
 )
 
 
-def face_code(source: ui.Source, prefix: str) -> tuple[np.ndarray | None, bytes | None]:
+def face_code(source: widgets.Source, prefix: str) -> tuple[np.ndarray | None, bytes | None]:
     """The VAE code of a source, and its crop as PNG when it is a photo."""
     if source.seed is not None:
-        return explore.random_code(vae, source.seed, "prior").numpy(), None
+        return explorer.random_code(vae, source.seed, "prior").numpy(), None
     if source.fcz:
         try:
-            return ui.fcz_code(source.data, key), None
-        except codec.CodecError as err:
+            return cache.fcz_code(models, key, source.data), None
+        except CodecError as err:
             st.error(f"That .fcz file cannot be used here: {err}")
             return None, None
-    crop_png = ui.pick_crop(source.data, prefix, show_photo=None, photo_width=600)
-    return (None, None) if crop_png is None else (ui.code_of(crop_png, key), crop_png)
+    crop_png = widgets.pick_crop(source.data, prefix, show_photo=None, photo_width=600)
+    return (None, None) if crop_png is None else (cache.code_of(models, key, crop_png), crop_png)
 
 
 def face_png(code: np.ndarray) -> bytes:
-    return ui.decoded_png(code.astype(np.float32).tobytes(), key)
+    return cache.decoded_png(models, key, code.astype(np.float32).tobytes())
 
 
-edits = ui.latent_space_report(key).get("edits")
-shown, more = explore.editor_directions(vae, edits, N_MAIN)
+edits = cache.latent_space_report(key).get("edits")
+shown, more = explorer.editor_directions(vae, edits, N_MAIN)
 slider_keys = {d.name: f"explore_{d.name}" for d in shown + more}
 
 
@@ -47,7 +48,7 @@ def reset() -> None:
         st.session_state[k] = 0.0
 
 
-def sliders(dirs: list[explore.Direction]) -> list[float]:
+def sliders(dirs: list[explorer.Direction]) -> list[float]:
     cols = st.columns(2)
     return [
         cols[i % 2].slider(d.name, -SIGMA, SIGMA, 0.0, 0.1, key=slider_keys[d.name], format="%.1f σ", help=d.note)
@@ -58,7 +59,7 @@ def sliders(dirs: list[explore.Direction]) -> list[float]:
 @st.fragment
 def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
     """Start face, edited face and the sliders; a slider move reruns only this fragment."""
-    ui.inference_threads()
+    server.inference_threads()
     start_col, edited_col, slider_col = st.columns([1, 1, 2], gap="medium")
     with slider_col:
         st.markdown("**Move the face along named directions** (±3 standard deviations of real faces)")
@@ -73,41 +74,41 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
                 sigmas += sliders(more)
         st.caption(BIAS_NOTE)
         st.button("Reset sliders", on_click=reset)
-    moved = explore.move(torch.from_numpy(code), shown + more, sigmas)
+    moved = cache.moved_code(code, shown + more, sigmas)
     with start_col:
         st.markdown("### Start")
-        page.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
+        frame.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
     with edited_col:
         st.markdown("### Edited")
-        page.face_image(face_png(moved.numpy()), "edited", caption="the VAE's decoding, moved by the sliders")
+        frame.face_image(face_png(moved), "edited", caption="the VAE's decoding, moved by the sliders")
 
 
 @st.fragment
 def morph(code: np.ndarray, label: str) -> None:
     """Spherical interpolation from the start face to a second face, and its GIF."""
-    ui.inference_threads()
+    server.inference_threads()
     pick, a_col, t_col, b_col = st.columns(4, gap="medium")
     with pick:
-        other = ui.photo_source("morph", allow_random=True, default=3, seed=42, allow_fcz=True)
+        other = widgets.photo_source("morph", allow_random=True, default=3, seed=42, allow_fcz=True)
         other_code = None if other is None else face_code(other, "morph")[0]
         if other_code is None:
             return
         t = st.slider("Morph position", 0.0, 1.0, 0.5, 0.05, key="morph_t")
-        za, zb = torch.from_numpy(code).float(), torch.from_numpy(other_code).float()
-        gif = ui.morph_gif(za.numpy().tobytes(), zb.numpy().tobytes(), 16, key)
+        za, zb = code.astype(np.float32).tobytes(), other_code.astype(np.float32).tobytes()
+        gif = cache.morph_gif(models, key, za, zb, 16)
         st.download_button("Download the morph (GIF)", gif, "facecomp_morph.gif", "image/gif", on_click="ignore")
     with a_col:
-        page.face_image(face_png(code), "morph_a", caption=f"A: {label}")
+        frame.face_image(face_png(code), "morph_a", caption=f"A: {label}")
     with t_col:
-        page.face_image(face_png(explore.slerp(za, zb, t).numpy()), "morph_t", caption=f"t = {t:.2f}")
+        frame.face_image(face_png(cache.morph_code(code, other_code, t)), "morph_t", caption=f"t = {t:.2f}")
     with b_col:
-        page.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
+        frame.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
 
 
 @st.fragment
 def samples() -> None:
     """AE and VAE side by side, each sampled from the prior and from the fitted Gaussian."""
-    ui.inference_threads()
+    server.inference_threads()
     seed_col, temp_col, _ = st.columns([1, 1, 2])
     seed = int(seed_col.number_input("Sample seed", 0, 1_000_000, 0, key="grid_seed"))
     temperature = temp_col.slider("Temperature", 0.3, 1.5, 1.0, 0.1, key="grid_temperature")
@@ -115,15 +116,15 @@ def samples() -> None:
     for kind, col in zip(MODEL_KINDS, columns):
         with col:
             st.markdown(f"### {kind.upper()}")
-            for source, caption in explore.SAMPLE_SOURCE_WORDS.items():
-                page.picture(ui.samples(kind, source, temperature, seed, 8, 4, key))
+            for source, caption in explorer.SAMPLE_SOURCE_WORDS.items():
+                frame.picture(cache.sample_grid_png(models, key, kind, source, temperature, seed, 8, 4))
                 st.caption(f"{kind.upper()}: {caption}")
 
 
 st.title("Latent explorer (VAE)")
 pick, photo = st.columns([1, 2], gap="large")
 with pick:
-    source = ui.photo_source("explore", allow_random=True, default=0, allow_fcz=True)
+    source = widgets.photo_source("explore", allow_random=True, default=0, allow_fcz=True)
 with photo:
     code, crop_png = (None, None) if source is None else face_code(source, "explore")
 if code is None:

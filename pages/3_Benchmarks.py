@@ -3,14 +3,15 @@ latent size (noise, histograms), the latent space and training curves. Layout on
 
 import streamlit as st
 
-from facecomp import charts, ui
-from facecomp.model import LATENT_LADDER, MODEL_KINDS
+from facecomp.app import cache, frame
+from facecomp.measure import charts, tables
+from facecomp.spec import LATENT_LADDER, MODEL_KINDS
 from facecomp.weights import WeightsError, load_card, measured_weights
 
-ui.page_setup("Benchmarks")
+frame.page_setup("Benchmarks")
 st.title("Benchmarks")
 
-evaluation = charts.read_evaluation()
+evaluation = tables.read_evaluation()
 records = evaluation.get("records") if evaluation else None
 cards, current = {}, {}
 for kind in MODEL_KINDS:
@@ -21,11 +22,11 @@ for kind in MODEL_KINDS:
 
 if not evaluation:
     st.info(
-        f"No evaluation yet: `{charts.evaluation_path()}` is missing. "
+        f"No evaluation yet: `{tables.evaluation_path()}` is missing. "
         "Create it with `python -m facecomp evaluate DIR --json weights/evaluation.json`."
     )
 else:
-    if stale := charts.unmeasured_kinds(evaluation, current):
+    if stale := tables.unmeasured_kinds(evaluation, current):
         st.warning(
             f"These numbers were not measured with the {' and '.join(k.upper() for k in stale)} weights "
             "in this app's weights folder (their SHA-256 differs from the evaluation's, or it names none). "
@@ -35,7 +36,7 @@ else:
     st.subheader("Quality against bytes, every file held to its budget")
     if evaluation.get("budget_table"):
         st.plotly_chart(charts.budget_curves(evaluation), theme=None, key="budget_curves")
-        smallest = charts.smallest_classic_note(evaluation)
+        smallest = tables.smallest_classic_note(evaluation)
         st.caption(
             f"Measured on {evaluation.get('codec_faces', 'the')} held-out faces; hover for the numbers. "
             "Thick lines: every file at most the bytes on the x axis (AE and VAE pick latent size, quantiser "
@@ -46,7 +47,7 @@ else:
             "plus the detail layer at rising quality; classic codecs: quality 0 to 90). Identity kept: dlib "
             "distance below 0.6 between a face and its decoding. Click a legend entry to hide a codec."
         )
-        st.table(charts.budget_styler(evaluation))
+        st.table(tables.budget_styler(evaluation))
         st.caption(
             "Each cell: mean PSNR in dB · identity kept · faces whose file fits / faces. Green: the best PSNR "
             "among codecs that fit at least half the faces; grey: fewer than half fit."
@@ -75,7 +76,7 @@ if records:
         col.plotly_chart(charts.histogram(records, model, latent, name), theme=None, key=f"hist_{name}")
 
     with st.expander("All numbers per model and latent size (base layer only)"):
-        st.dataframe(charts.summary_rows(records), hide_index=True)
+        st.dataframe(tables.summary_rows(records), hide_index=True)
         st.caption(
             "PSNR and SSIM of the float code and of the real .fcz file at the default quantiser, and each "
             "classic codec at the highest quality that fits the .fcz file's bytes (faces that could not fit)."
@@ -84,9 +85,9 @@ elif evaluation:
     st.info("This evaluation has no per-latent records, so no base-layer charts.")
 
 st.subheader("The latent space: random faces and named sliders")
-latent_report = ui.latent_space_report(ui.weights_key())
+latent_report = cache.latent_space_report(cache.weights_key())
 if latent_report:
-    st.dataframe(charts.sampler_rows(latent_report), hide_index=True)
+    st.dataframe(tables.sampler_rows(latent_report), hide_index=True)
     st.caption(
         f"FD-dlib: Fréchet distance between dlib face descriptors of {latent_report['fd_faces']:,} decoded samples "
         f"and {latent_report['fd_faces']:,} validation faces (two halves of the real faces: "
@@ -95,10 +96,10 @@ if latent_report:
     )
     if latent_report.get("sweep"):
         st.markdown("**KL-weight sweep** (fine-tunes of the same VAE; PSNR on the validation split)")
-        st.dataframe(charts.sweep_rows(latent_report), hide_index=True)
+        st.dataframe(tables.sweep_rows(latent_report), hide_index=True)
     if latent_report.get("edits"):
         st.markdown("**Named sliders on held-out labelled faces**")
-        st.dataframe(charts.edit_rows(latent_report), hide_index=True)
+        st.dataframe(tables.edit_rows(latent_report), hide_index=True)
         st.caption(
             "Flips: faces moved 2σ along the slider towards the other side, decoded, re-encoded and classified "
             "again by the VAE's classifier; as a check, also by the AE's own encoder and classifier, which the "
@@ -112,6 +113,6 @@ else:
 st.subheader("Training")
 if cards:
     st.plotly_chart(charts.training_curves(cards), theme=None, key="training")
-    st.caption(charts.training_note(cards))
+    st.caption(tables.training_note(cards))
 else:
     st.info("No model cards found, so no training curves.")

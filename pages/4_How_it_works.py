@@ -2,26 +2,30 @@
 
 import streamlit as st
 
-from facecomp import charts, explore, page, ui
-from facecomp.model import LATENT_LADDER, MODEL_KINDS
+from facecomp.app import cache, frame
+from facecomp.latent import explorer
+from facecomp.measure import tables
+from facecomp.spec import LATENT_LADDER, MODEL_KINDS
 
-ui.page_setup("How it works")
+frame.page_setup("How it works")
 st.title("How it works")
-evaluation = charts.read_evaluation() or {}
+evaluation = tables.read_evaluation() or {}
 records = evaluation.get("records")
 
 PIPELINE = """
 digraph {
-  rankdir=TB; ranksep=0.25; bgcolor="transparent";
+  rankdir=TB; ranksep=0.25; nodesep=0.3; bgcolor="transparent";
   node [shape=box, style="rounded,filled", fillcolor="#e8f0fe", fontname="Helvetica", fontsize=18, margin="0.2,0.12"];
   edge [penwidth=2];
   img [label="face\\n128×128 RGB", fillcolor="#fff3e0"];
-  enc [label="encoder\\n5 conv stages\\n128 → 4 px"];
-  z [label="code\\n512 numbers\\nkeep the first k", fillcolor="#e6f4ea"];
-  file [label=".fcz file\\nquantise + ANS", shape=note, fillcolor="#fce8e6"];
-  dec [label="decoder\\nmirror image\\n4 → 128 px"];
-  out [label="reconstruction", fillcolor="#fff3e0"];
-  img -> enc -> z -> file -> dec -> out;
+  enc [label="encoder\\n512 numbers"];
+  base [label="base layer\\nfirst k numbers\\n~20–110 bytes", fillcolor="#e6f4ea"];
+  xb [label="base picture"];
+  detail [label="detail layer\\nwhat the base\\nmissed", fillcolor="#e6f4ea"];
+  file [label=".fcz file", shape=note, fillcolor="#fce8e6"];
+  budget [label="byte\\nbudget", shape=cds, fillcolor="#fef7e0"];
+  img -> enc -> base -> xb -> detail -> file;
+  budget -> base [style=dotted]; budget -> detail [style=dotted];
 }
 """
 
@@ -49,10 +53,18 @@ with arch:
     words.markdown(
         "- **One trunk, two models**: the AE and the VAE share the same convolutional encoder and decoder, "
         "so the comparison is fair.\n"
-        "- **Nested latent**: training keeps a random *prefix* of the code (16 … 512 numbers). "
-        "The first numbers learn the most important things, so **one model serves every size**.\n"
-        "- **Small and fast**: 24 → 256 channels, a few MB of weights; "
-        "one face decodes in milliseconds on a laptop CPU."
+        "- **The base layer is the code**: the first *k* of 512 numbers (16 … 512; training keeps a random "
+        "*prefix*, so **one model serves every size**), each rounded to a step the decoder can afford and "
+        "entropy-coded. It is the whole file up to about 110 bytes, and the explorer's latent space.\n"
+        "- **The detail layer codes what the base missed**: the base picture is known to both sides, so "
+        "a second, spatial code (8×8 positions) only pays for the difference; the base code also predicts "
+        "its statistics, so no byte is spent twice. It carries every file above ~110 bytes.\n"
+        "- **The byte budget picks**: for a budget of *N* bytes every latent size with its finest fitting "
+        "step, and the highest detail quality that fits, are tried; the file that decodes closest to the face "
+        "wins.\n"
+        "- **Where the bytes go**: 8 bytes of header and checksum (11 with a detail layer); at 64 bytes "
+        "the rest is one base code, long (128–512 numbers) but coarsely rounded; from 256 bytes up, about "
+        "70 bytes are the base (128 numbers) and the rest is detail."
     )
 with size:
     st.markdown(
@@ -60,11 +72,11 @@ with size:
         "quantised with a step matched to how much the decoder cares about each number, and entropy-coded, "
         "it is far less."
     )
-    st.dataframe(charts.bytes_table(records, LATENT_LADDER), hide_index=True)
+    st.dataframe(tables.bytes_table(records, LATENT_LADDER), hide_index=True)
     if evaluation:
         st.caption(
             "At quality 0, their smallest setting, 128×128 faces still average "
-            f"{charts.smallest_classic_files(evaluation)} bytes."
+            f"{tables.smallest_classic_files(evaluation)} bytes."
         )
 with vae:
     st.graphviz_chart(VAE, width="stretch")
@@ -84,12 +96,12 @@ with vae:
         "so **random codes and in-between codes decode to faces**: sampling and morphing work."
     )
     st.markdown("#### The lesson in pictures: decode random codes")
-    key = ui.models_or_stop().key
-    fd = {kind: row["fd_dlib"] for kind, row in ui.latent_space_report(key).get("models", {}).items()}
+    models, key = cache.models_or_stop()
+    fd = {kind: row["fd_dlib"] for kind, row in cache.latent_space_report(key).get("models", {}).items()}
     for kind, col in zip(MODEL_KINDS, st.columns(len(MODEL_KINDS), gap="large")):
         with col:
-            for source, words in explore.SAMPLE_SOURCE_WORDS.items():
-                page.picture(ui.samples(kind, source, 1.0, 0, 8, 4, key))
+            for source, words in explorer.SAMPLE_SOURCE_WORDS.items():
+                frame.picture(cache.sample_grid_png(models, key, kind, source, 1.0, 0, 8, 4))
                 score = f" · FD-dlib {fd[kind][source]:.3f}" if kind in fd else ""
                 st.caption(f"**{kind.upper()}**: {words}{score}")
     st.markdown(
@@ -101,12 +113,16 @@ with vae:
 with stream:
     st.markdown(
         "| bytes | field |\n|---|---|\n| 2 | magic `FZ` |\n| 1 | version · model · latent size |\n"
-        "| 2 | hash of the weights that made it |\n| 1 | quantiser step |\n| n | ANS-coded latent (constriction) |\n"
+        "| 2 | hash of the weights that made it |\n| 1 | quantiser step · detail flag |\n"
+        "| 3 | detail quality and the detail weights' hash (detail files only) |\n"
+        "| n | ANS-coded base code, then the detail layer (constriction) |\n"
         "| 2 | CRC-16 checksum |"
     )
     st.markdown(
         "- Each number is rounded to a step that **follows the decoder's sensitivity**; its probability comes "
         "from a Gaussian fitted on training codes.\n"
+        "- The detail layer's probabilities come from its hyperprior, computed as an **integer network**, so "
+        "every CPU rebuilds exactly the tables the encoder used.\n"
         "- **Deterministic**: integer entropy decoding, then the decoder in float64 on the CPU: the same file "
         "gave the same pixels on an AMD and an Intel CPU (in float32 a few pixels differed by one level). "
         "A damaged file is refused, never shown as garbage."
@@ -116,7 +132,7 @@ with results:
         "A public study called its models *compression* but never wrote a byte: a grey AE with **4,096 floats** "
         "and an MLP VAE that reached **10.4 dB**. We code colour faces into real files:"
     )
-    st.dataframe(charts.study_comparison(records), hide_index=True)
+    st.dataframe(tables.study_comparison(records), hide_index=True)
     if not records:
         st.caption("Our rows appear once weights/evaluation.json exists.")
     st.page_link("pages/3_Benchmarks.py", label="All the charts on the Benchmarks page", icon=":material/monitoring:")

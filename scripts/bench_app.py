@@ -5,10 +5,11 @@
 1. Cold start: starts `streamlit run app.py`, opens Home in headless Chromium (already
    running, so its own start-up is not counted) and waits until the live example's images
    have loaded and the script run is over. Prints seconds from the server's launch. Home's
-   example is kept on disk by the first start (facecomp/first_page.py); to time a very first
+   example is kept on disk by the first start (facecomp/app/first_page.py); to time a very first
    start, give an empty cache folder: FACECOMP_CACHE_DIR=$(mktemp -d) python scripts/bench_app.py
 2. Slider move, browser round trip: mouse drag to the new image on screen.
-3. Slider move, server time: `facecomp.bench.app_reruns` (AppTest; also in `python -m facecomp bench`).
+3. Server time of a Compare rerun and an explorer slider move (AppTest: the page scripts rerun
+   as Streamlit runs them, without a browser).
 
 Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from facecomp.measure.bench import summary  # noqa: E402
+from facecomp.spec import SHOWN_BUDGETS  # noqa: E402
 from tests.test_browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -35,6 +38,40 @@ from tests.test_browser import (  # noqa: E402
     stop_server,
     wait_healthy,
 )
+
+
+def app_reruns(weights_dir: Path | None, moves: int) -> dict:
+    """Server time of a Compare rerun (byte budget changed) and an explorer slider move, via AppTest.
+
+    AppTest reruns the whole page script; a browser reruns only the slider's fragment, so
+    the slider number is an upper bound of what one user waits for on the server.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    if weights_dir:
+        os.environ["FACECOMP_WEIGHTS_DIR"] = str(weights_dir)
+    at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/1_Compare.py").run()
+    compare_times = []
+    for i in range(moves):
+        widget = at.select_slider(key="compare_budget").set_value(SHOWN_BUDGETS[i % len(SHOWN_BUDGETS)])
+        start = time.perf_counter()
+        widget.run()
+        compare_times.append((time.perf_counter() - start) * 1000)
+    at.switch_page("pages/2_Latent_explorer.py").run()
+    key = next(s.key for s in at.slider if s.key and s.key.startswith("explore_"))
+    at.slider(key=key).set_value(0.1).run()  # warm every cache once
+    slider_times = []
+    for i in range(moves):
+        widget = at.slider(key=key).set_value(round(0.1 * ((i % 20) - 10), 1))
+        start = time.perf_counter()
+        widget.run()
+        slider_times.append((time.perf_counter() - start) * 1000)
+        if at.exception:
+            raise RuntimeError(f"explorer raised: {at.exception[0].value}")
+
+    return {"compare_rerun": summary(compare_times), "explorer_slider_rerun": {"slider": key, **summary(slider_times)}}
 
 
 def pick_weights(arg: str | None) -> Path:
@@ -104,12 +141,12 @@ def browser_bench(weights: Path, moves: int) -> dict[str, float | list[float]]:
 
 def slider_labels(weights: Path) -> list[str]:
     """The explorer's default sliders for these weights."""
-    from facecomp import explore
-    from facecomp.latent_space import load_latent_space_report
+    from facecomp.latent import explorer
+    from facecomp.measure.latent_report import load_latent_space_report
     from facecomp.weights import load_model
 
     vae, _ = load_model("vae", weights)
-    shown, _ = explore.editor_directions(vae, load_latent_space_report(weights).get("edits"))
+    shown, _ = explorer.editor_directions(vae, load_latent_space_report(weights).get("edits"))
     return [d.name for d in shown]
 
 
@@ -138,7 +175,6 @@ def main() -> None:
             print(f"  ({res['slider_missed']} drags did not redraw within 10 s and were not timed)")
     else:
         print(f"{CHROMIUM} missing: skipping the cold-start and round-trip measurements")
-    from facecomp.bench import app_reruns
 
     slider = app_reruns(weights, args.moves)["explorer_slider_rerun"]
     print(f"slider move, server time of a full explorer-page rerun (AppTest, models cached): {slider}")

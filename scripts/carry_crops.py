@@ -5,7 +5,7 @@
 
 pack stores a share of the training split as WebP at quality 95 (43.6 dB, 5 KB a crop)
 in an ignored folder; unpack writes a cache (crops.npy, split.json) that
-facecomp.train_detail reads. The crops never enter git.
+facecomp.training.detail reads. The crops never enter git.
 """
 
 from __future__ import annotations

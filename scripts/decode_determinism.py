@@ -8,7 +8,7 @@ Detail-layer files (when the weights ship detail layers) are made from the built
 photos and decoded random faces at a few qualities. Their encoder runs a float network,
 so another machine may write other bytes; what must hold is that the reference's own
 files decode on this machine to the same pictures: the decoder's entropy model is an
-integer network with stored tables (facecomp.detail), so a table mismatch would show
+integer network with stored tables (facecomp.nets.detail), so a table mismatch would show
 as a garbage picture or a decoding error, not a one-level pixel difference.
 
   python scripts/decode_determinism.py --write /tmp/ref.npz
@@ -28,8 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facecomp.codec import CodecError, compress_code, compress_detail, decompress  # noqa: E402
-from facecomp.demo import BUILTIN_PHOTOS, builtin_photo_bytes, choose_crop, open_photo  # noqa: E402
+from facecomp.codec.fcz import compress_code, compress_detail, decompress  # noqa: E402
+from facecomp.codec.format import CodecError  # noqa: E402
+from facecomp.comparison import BUILTIN_PHOTOS, builtin_photo_bytes, choose_crop, open_photo  # noqa: E402
 from facecomp.visual import to_pil  # noqa: E402
 from facecomp.weights import load_models  # noqa: E402
 
@@ -46,12 +47,13 @@ def detail_files(models: dict) -> list[bytes]:
     generator = torch.Generator().manual_seed(0)
     for model in models.values():
         with torch.no_grad():
-            faces += list(model.decode(model.sample_codes(2, "fitted", generator=generator)).clamp(0, 1))
+            network = model.network
+            faces += list(network.decode(network.sample_codes(2, "fitted", generator=generator)).clamp(0, 1))
     files = []
     for model in models.values():
-        if model.detail is None:
+        if model.detail_codec is None:
             continue
-        qualities = [q for q in DETAIL_QUALITIES if q < model.detail.layer.cfg.qualities]
+        qualities = [q for q in DETAIL_QUALITIES if q < model.detail_codec.layer.cfg.qualities]
         files += [compress_detail(model, face, q).data for face in faces for q in qualities]
     return files
 
@@ -61,8 +63,8 @@ def decode_all() -> tuple[list[bytes], np.ndarray, list[str]]:
     rng = np.random.default_rng(0)
     files, pixels, float_hashes = [], [], []
     for model in models.values():
-        mean, std = model.latent_mean.double().numpy(), model.latent_std.double().numpy()
-        for latent in model.cfg.ladder:
+        mean, std = model.network.latent_mean.double().numpy(), model.network.latent_std.double().numpy()
+        for latent in model.network.cfg.ladder:
             for q in QUANTISERS:
                 for _ in range(FILES_PER_SETTING):
                     code = (mean + std * rng.standard_normal(len(mean)))[:latent]

@@ -1000,16 +1000,16 @@ def browser_session(
 def niced_chromium(folder: Path) -> str:
     """A launcher that runs Chromium at the lowest priority, every process and thread.
 
-    A visitor's browser draws on their own machine. Here it shares the server's two cores, and
-    it took CPU from the server's comparisons (which run at nice 10, below slider moves). Two
-    things stood in the way of a low priority:
+    A visitor's browser draws on their own machine. Here it shares the server's cores, and
+    would take CPU from the server's comparisons (which run at nice 10, below slider moves). Two
+    things stand in the way of a low priority:
       * Run as root, Chromium raises its display threads to nice -8, so the launcher takes away
         its right to raise priorities (setpriv, CAP_SYS_NICE) and starts it at nice 19.
       * Playwright starts the browser in a session of its own, and Linux schedules each session
         as one group (autogroup) that gets an equal share of the CPU against the server's, whatever
-        the nice values inside it: in a burst Chromium still took 0.3-1.8 of the two cores while
-        three or four of the server's threads waited for one. The launcher sets its group's nice
-        to 19 too (/proc/self/autogroup), where the kernel has autogroups.
+        the nice values inside it, so in a burst a niced Chromium still takes cores that the
+        server's threads wait for. The launcher sets its group's nice to 19 too
+        (/proc/self/autogroup), where the kernel has autogroups.
     At nice 19 it gets what the server leaves, the nearest this machine comes to a browser
     elsewhere; the browser steps' own times then include that wait."""
     launcher = folder / "chromium"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from facecomp.attributes import LabelDirection
-from facecomp.demo import builtin_photo_bytes
+from facecomp.comparison import builtin_photo_bytes
 from facecomp.faces import CROP_SIZE
-from facecomp.latents import set_directions
-from facecomp.model import LATENT_LADDER, MODEL_KINDS, FaceAE, ModelConfig, build_model
+from facecomp.latent.attributes import LabelDirection
+from facecomp.latent.statistics import set_directions
+from facecomp.nets.autoencoder import LATENT_LADDER, MODEL_KINDS, FaceAE, ModelConfig, build_model
 from facecomp.weights import measured_weights, save_model
 
 ROOT = Path(__file__).resolve().parent.parent

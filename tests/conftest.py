@@ -1,7 +1,12 @@
-"""Shared fixtures: real public-domain face photos shipped by installed packages, tiny models."""
+"""Shared fixtures: real public-domain face photos shipped by installed packages, tiny models.
+
+Two tiers: `python -m pytest -m "not slow"` is the quick one (unit logic of every module, about a
+minute); `python -m pytest` (what .ci/run runs) is everything, the `slow` tests included.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +17,9 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data as skdata
 
-from facecomp.codec import DEFAULT_Q, QSTEPS
-from facecomp.latents import fit_latent_stats
-from facecomp.model import ModelConfig, build_model
+from facecomp.codec.entropy import DEFAULT_Q, QSTEPS
+from facecomp.latent.statistics import fit_latent_stats
+from facecomp.nets.autoencoder import ModelConfig, build_model
 from facecomp.weights import save_model
 
 TINY_CHANNELS = (8, 8, 16, 16, 16)
@@ -60,7 +65,13 @@ def make_tiny_weights(folder: Path, seed: int = 0) -> Path:
     images = (generated_faces(16, seed) * 255).round().to(torch.uint8)
     for kind in ("ae", "vae"):
         model = build_model(ModelConfig(kind=kind, channels=TINY_CHANNELS)).eval()
-        fit_latent_stats(model, images, gain_faces=2)
+        with pytest.MonkeyPatch.context() as mp:
+            # The gain is replaced below: skip measuring it (1,026 decodes, most of this function's
+            # seconds). The files come out byte for byte the same.
+            mp.setattr(
+                sys.modules[fit_latent_stats.__module__], "decoder_gain", lambda _m, _c, std: torch.ones_like(std)
+            )
+            fit_latent_stats(model, images, gain_faces=2)
         # An untrained decoder barely reacts to its code, which would quantise every
         # dimension to zero; pretend it is sensitive so files carry real symbols.
         steps_wanted = model.latent_std / 20

@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from facecomp.demo import builtin_photo_bytes
+from facecomp.comparison import builtin_photo_bytes
 
 ASTRONAUT = "Astronaut (scikit-image)"
 GRACE = "Grace Hopper (matplotlib)"

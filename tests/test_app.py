@@ -17,8 +17,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from facecomp import first_page, ui
-from facecomp.page import NAV
+from facecomp.app import first_page, server
+from facecomp.app.frame import NAV
 from facecomp.result import Result
 from tests.appdata import ROOT, astronaut_png, make_weights_dir, old_evaluation
 
@@ -50,6 +50,7 @@ def text(at: AppTest) -> str:
 # ---- every page renders -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_home_renders_example_and_cards(use_weights: Path) -> None:
     at = open_page()
     assert_clean(at)
@@ -59,11 +60,13 @@ def test_home_renders_example_and_cards(use_weights: Path) -> None:
     assert "| AE |" in text(at) and "| VAE |" in text(at)  # the loaded weights' cards
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(use_weights: Path, page: str) -> None:
     assert_clean(open_page(page))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["pages/2_Latent_explorer.py", "pages/4_How_it_works.py"])
 def test_pictures_go_out_as_png(use_weights: Path, page: str) -> None:
     """A codec demo must not add artefacts of its own: Streamlit sends RGB pictures as JPEG
@@ -72,6 +75,7 @@ def test_pictures_go_out_as_png(use_weights: Path, page: str) -> None:
     assert urls and all(url.endswith(".png") for url in urls), urls
 
 
+@pytest.mark.slow
 def test_benchmarks_draws_every_chart(use_weights: Path) -> None:
     at = open_page("pages/3_Benchmarks.py")
     assert_clean(at)
@@ -88,6 +92,7 @@ def test_benchmarks_draws_every_chart(use_weights: Path) -> None:
     assert_clean(at)
 
 
+@pytest.mark.slow
 def test_benchmarks_before_the_budget_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(make_weights_dir(tmp_path, evaluation=old_evaluation())))
     at = open_page("pages/3_Benchmarks.py")
@@ -99,6 +104,7 @@ def test_benchmarks_before_the_budget_table(tmp_path: Path, monkeypatch: pytest.
     assert len(at.get("plotly_chart")) == 6  # all but quality against bytes
 
 
+@pytest.mark.slow
 def test_benchmarks_without_evaluation_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(make_weights_dir(tmp_path, evaluation=False)))
     at = open_page("pages/3_Benchmarks.py")
@@ -107,6 +113,7 @@ def test_benchmarks_without_evaluation_says_so(tmp_path: Path, monkeypatch: pyte
     assert len(at.get("plotly_chart")) == 1  # training curves from the cards still show
 
 
+@pytest.mark.slow
 def test_how_it_works_has_diagrams(use_weights: Path) -> None:
     at = open_page("pages/4_How_it_works.py")
     assert_clean(at)
@@ -130,6 +137,7 @@ def upload(at: AppTest, prefix: str, name: str, data: bytes, mime: str = "image/
     return at.run()
 
 
+@pytest.mark.slow
 def test_compare_upload_of_real_photo_shows_every_codec(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "astronaut.png", astronaut_png())
     assert_clean(at)
@@ -153,6 +161,7 @@ def test_compare_upload_of_real_photo_shows_every_codec(use_weights: Path) -> No
     assert names.count(".fcz") == 2 and "PNG" in names
 
 
+@pytest.mark.slow
 def test_compare_budget_changes_output(use_weights: Path) -> None:
     at = open_page("pages/1_Compare.py")
     assert_clean(at)
@@ -169,6 +178,7 @@ def test_compare_budget_changes_output(use_weights: Path) -> None:
     assert text(at) != before_text  # sizes and scores changed (untrained weights may look alike)
 
 
+@pytest.mark.slow
 def test_compare_runs_are_freed_without_the_garbage_collector(use_weights: Path) -> None:
     """A run's namespace (its results, pictures and photo) must go when the run ends. A function
     defined in the page put it in a reference cycle, which only a full garbage collection frees:
@@ -186,6 +196,7 @@ def test_compare_runs_are_freed_without_the_garbage_collector(use_weights: Path)
     assert len(alive) <= 1  # at most the last run's
 
 
+@pytest.mark.slow
 def test_compare_fixed_latent_size(use_weights: Path) -> None:
     at = open_page("pages/1_Compare.py")
     at.selectbox(key="compare_latent").set_value(16).run()
@@ -193,6 +204,7 @@ def test_compare_fixed_latent_size(use_weights: Path) -> None:
     assert text(at).count("latent 16") == 2  # AE and VAE
 
 
+@pytest.mark.slow
 def test_compare_heat_map_toggle(use_weights: Path) -> None:
     at = open_page("pages/1_Compare.py")
     before = image_urls(at)
@@ -203,6 +215,7 @@ def test_compare_heat_map_toggle(use_weights: Path) -> None:
     assert after[1] != before[1]  # AE shown as its error map
 
 
+@pytest.mark.slow
 def test_compare_unreadable_upload_shows_one_error(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "broken.jpg", b"this is not a photo", "image/jpeg")
     assert not at.exception
@@ -211,6 +224,7 @@ def test_compare_unreadable_upload_shows_one_error(use_weights: Path) -> None:
     assert len(at.image) == 0
 
 
+@pytest.mark.slow
 def test_compare_no_face_offers_centred_crop(use_weights: Path) -> None:
     from PIL import Image
 
@@ -226,16 +240,29 @@ def test_compare_no_face_offers_centred_crop(use_weights: Path) -> None:
     assert len(at.image) == 9
 
 
+@pytest.mark.slow
 def test_compare_grace_hopper_builtin(use_weights: Path) -> None:
+    """Picking the other built-in photo compares its face: the pictures the page shows are the
+    ones an upload of that very photo gives, not the default astronaut's."""
+    from facecomp.comparison import builtin_photo_bytes
+
+    name = "Grace Hopper (matplotlib)"
     at = open_page("pages/1_Compare.py")
-    at.selectbox(key="compare_builtin").set_value("Grace Hopper (matplotlib)").run()
+    astronaut = image_urls(at)  # a picture's URL is its content's hash
+    at.selectbox(key="compare_builtin").set_value(name).run()
     assert_clean(at)
-    assert len(at.image) == 9
+    chosen = image_urls(at)
+    assert len(chosen) == 9 and chosen[0] != astronaut[0] and chosen[-1] != astronaut[-1]  # crop, photo
+    assert any(c.value.startswith(f"{name}: every file") for c in at.caption)
+    uploaded = upload(open_page("pages/1_Compare.py"), "compare", "hopper.jpg", builtin_photo_bytes(name), "image/jpeg")
+    assert_clean(uploaded)
+    assert image_urls(uploaded) == chosen
 
 
 # ---- Latent explorer -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_explorer_slider_move_changes_face(use_weights: Path) -> None:
     at = open_page("pages/2_Latent_explorer.py")
     assert_clean(at)
@@ -249,6 +276,7 @@ def test_explorer_slider_move_changes_face(use_weights: Path) -> None:
     assert at.slider(key="explore_Smiling").value == 0.0
 
 
+@pytest.mark.slow
 def test_explorer_named_sliders_and_bias_note(use_weights: Path) -> None:
     at = open_page("pages/2_Latent_explorer.py")
     captions = "\n".join(c.value for c in at.caption)
@@ -264,6 +292,7 @@ def test_explorer_named_sliders_and_bias_note(use_weights: Path) -> None:
     assert image_urls(at)[1] != before[1]
 
 
+@pytest.mark.slow
 def test_explorer_upload_and_morph(use_weights: Path) -> None:
     at = upload(open_page("pages/2_Latent_explorer.py"), "explore", "astronaut.png", astronaut_png())
     assert_clean(at)
@@ -277,6 +306,7 @@ def test_explorer_upload_and_morph(use_weights: Path) -> None:
     assert len(gifs) == 1
 
 
+@pytest.mark.slow
 def test_explorer_sample_seed_changes_grid(use_weights: Path) -> None:
     at = open_page("pages/2_Latent_explorer.py")
     before = image_urls(at)[-1]
@@ -288,6 +318,7 @@ def test_explorer_sample_seed_changes_grid(use_weights: Path) -> None:
 # ---- the shipped weights ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "weights" / "vae.safetensors").exists(), reason="no shipped weights yet")
 def test_pages_with_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(ROOT / "weights"))
@@ -295,6 +326,7 @@ def test_pages_with_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
         assert_clean(open_page(page))
 
 
+@pytest.mark.slow
 def test_compare_oversized_photo_shows_one_error(use_weights: Path) -> None:
     from PIL import Image
 
@@ -312,7 +344,7 @@ def two_faces_png() -> bytes:
     """Astronaut and Grace Hopper side by side: a real photo with two faces."""
     from PIL import Image
 
-    from facecomp.demo import builtin_photo_bytes, open_photo
+    from facecomp.comparison import builtin_photo_bytes, open_photo
     from facecomp.visual import png_bytes
 
     names = ("Astronaut (scikit-image)", "Grace Hopper (matplotlib)")
@@ -323,6 +355,7 @@ def two_faces_png() -> bytes:
     return png_bytes(sheet)
 
 
+@pytest.mark.slow
 def test_compare_several_faces_lets_the_user_pick(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "two.png", two_faces_png())
     assert_clean(at)
@@ -334,12 +367,13 @@ def test_compare_several_faces_lets_the_user_pick(use_weights: Path) -> None:
     assert image_urls(at)[1] != first
 
 
+@pytest.mark.slow
 def test_compare_camera_photo(use_weights: Path) -> None:
     import io
 
     from PIL import Image
 
-    from facecomp.demo import builtin_photo_bytes
+    from facecomp.comparison import builtin_photo_bytes
 
     buf = io.BytesIO()
     Image.open(io.BytesIO(builtin_photo_bytes("Grace Hopper (matplotlib)"))).save(buf, format="JPEG")
@@ -350,15 +384,17 @@ def test_compare_camera_photo(use_weights: Path) -> None:
     assert len(at.image) == 9
 
 
+@pytest.mark.slow
 def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:
     """A .fcz file made on Compare is a face to morph to (its code is used as it is)."""
-    from facecomp import codec, demo
+    from facecomp import comparison
+    from facecomp.codec import fcz
     from facecomp.visual import to_tensor
     from facecomp.weights import load_model
 
     vae, _ = load_model("vae", use_weights)
-    crop = demo.choose_crop(demo.open_photo(astronaut_png()), 0)
-    data = codec.compress(vae, to_tensor(crop), 128).data
+    crop = comparison.choose_crop(comparison.open_photo(astronaut_png()), 0)
+    data = fcz.compress(vae, to_tensor(crop), 128).data
     at = open_page("pages/2_Latent_explorer.py")
     before = image_urls(at)
     at = upload(at, "morph", "my_face.fcz", data, "application/octet-stream")
@@ -369,18 +405,18 @@ def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:
 
 def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
     """A photo's detection must not queue behind comparisons that arrived before it."""
-    pool = ui.HeavyPool(1, lambda: None)
+    pool = server.HeavyPool(1, lambda: None)
     started, release, order = threading.Event(), threading.Event(), []
 
     def blocker() -> None:
         started.set()
         release.wait(10)
 
-    pool.submit(blocker, ui.HeavyPool.LONG)
+    pool.submit(blocker, server.HeavyPool.LONG)
     assert started.wait(10)
-    futures = [pool.submit(lambda n=n: order.append(n), ui.HeavyPool.LONG) for n in ("long 1", "long 2")]
-    futures.append(pool.submit(lambda: order.append("quick"), ui.HeavyPool.QUICK))
-    failing = pool.submit(lambda: 1 / 0, ui.HeavyPool.LONG)
+    futures = [pool.submit(lambda n=n: order.append(n), server.HeavyPool.LONG) for n in ("long 1", "long 2")]
+    futures.append(pool.submit(lambda: order.append("quick"), server.HeavyPool.QUICK))
+    failing = pool.submit(lambda: 1 / 0, server.HeavyPool.LONG)
     release.set()
     for future in futures:
         future.result(10)
@@ -392,6 +428,7 @@ def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
 # ---- the first page from disk -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_home_is_kept_on_disk_and_drawn_from_it_without_torch(
     use_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -434,7 +471,21 @@ def test_kept_example_is_dropped_when_a_weights_file_changes(tmp_path: Path, mon
 
 
 def test_example_not_kept_where_the_cache_is_not_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the cache folder cannot be made, save() keeps nothing and says nothing (Home still
+    draws); where it can, the same call keeps the example for read()."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "ae.safetensors").write_bytes(b"weights")
+    files = [weights / "ae.safetensors"]
+    res = Result("AE", None, 200, 24.5, 0.7, b"fcz", "face_ae.fcz", "latent 64", {"estimated_bytes": 199.0}, png=b"png")
+    example = first_page.Example("photo", 256, b"crop", [res], {"ae": {"sha256": "ab"}})
     (tmp_path / "file").write_text("a file, not a folder")
-    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path / "file" / "cache"))
-    first_page.save(tmp_path, [], first_page.Example("photo", 256, b"crop", [], {}))  # no exception
-    assert first_page.read(tmp_path) is None
+    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path / "file" / "cache"))  # even root cannot create this
+    first_page.save(weights, files, example)  # no exception
+    assert first_page.read(weights) is None
+    assert (tmp_path / "file").read_text() == "a file, not a folder"
+    monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path / "cache"))
+    assert first_page.read(weights) is None  # nothing kept there yet
+    first_page.save(weights, files, example)
+    assert first_page.read(weights) == example
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".json"]  # no partial file left behind

@@ -1,4 +1,4 @@
-"""The app's computations without Streamlit: facecomp.demo, explore, visual and charts."""
+"""The app's computations without Streamlit: facecomp.comparison, latent.explorer, visual and measure.charts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from facecomp import charts, codec, demo, explore, first_page, metrics
+from facecomp import comparison
+from facecomp.app import first_page
+from facecomp.codec import fcz
 from facecomp.faces import FaceBox, ImageLoadError
+from facecomp.latent import explorer
+from facecomp.measure import charts, metrics, tables
 from facecomp.result import Result
 from facecomp.visual import display_png, draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
@@ -32,37 +36,37 @@ def tiny_models(tiny_weights) -> dict:
 
 @pytest.fixture(scope="module")
 def crop() -> Image.Image:
-    photo = demo.open_photo(demo.builtin_photo_bytes(ASTRONAUT))
+    photo = comparison.open_photo(comparison.builtin_photo_bytes(ASTRONAUT))
     assert len(photo.boxes) == 1
-    return demo.choose_crop(photo, 0)
+    return comparison.choose_crop(photo, 0)
 
 
 def test_builtin_photos_have_faces() -> None:
-    for name in demo.BUILTIN_PHOTOS:
-        photo = demo.open_photo(demo.builtin_photo_bytes(name))
+    for name in comparison.BUILTIN_PHOTOS:
+        photo = comparison.open_photo(comparison.builtin_photo_bytes(name))
         assert photo.boxes, name
-        assert demo.choose_crop(photo, 0).size == (128, 128)
-        assert demo.choose_crop(photo, None).size == (128, 128)  # centred crop
+        assert comparison.choose_crop(photo, 0).size == (128, 128)
+        assert comparison.choose_crop(photo, None).size == (128, 128)  # centred crop
 
 
 def test_unreadable_bytes_raise_typed_error() -> None:
     with pytest.raises(ImageLoadError):
-        demo.open_photo(b"\x89PNG but not really")
+        comparison.open_photo(b"\x89PNG but not really")
 
 
 def test_kept_photo_is_small_and_crops_like_the_full_photo() -> None:
     """The app keeps a preview and the crops of a large photo, never the photo itself; the
     crops are those of the full-size photo, and the boxes land where the faces are."""
-    face = Image.open(io.BytesIO(demo.builtin_photo_bytes(ASTRONAUT))).convert("RGB").resize((2400, 2400))
+    face = Image.open(io.BytesIO(comparison.builtin_photo_bytes(ASTRONAUT))).convert("RGB").resize((2400, 2400))
     big = Image.new("RGB", (4000, 3000), (30, 90, 60))
     big.paste(face, (1500, 300))
     data = png_bytes(big)
-    photo, kept = demo.open_photo(data), demo.keep_photo(data)
+    photo, kept = comparison.open_photo(data), comparison.keep_photo(data)
     assert photo.boxes and kept.boxes == photo.boxes
-    assert kept.crop_png(0) == png_bytes(demo.choose_crop(photo, 0))
+    assert kept.crop_png(0) == png_bytes(comparison.choose_crop(photo, 0))
     with pytest.raises(ValueError, match="pick one"):
         kept.crop_png(None)  # a photo with faces keeps no centred crop
-    assert kept.preview.width == demo.PREVIEW_WIDTH and kept.width == 4000
+    assert kept.preview.width == comparison.PREVIEW_WIDTH and kept.width == 4000
     assert len(pickle.dumps(kept)) < 4_000_000  # the photo decoded is 36 MB
     box = photo.boxes[0]
     shown = draw_boxes(kept.preview, kept.boxes, selected=0, width=800, source_width=kept.width)
@@ -71,13 +75,13 @@ def test_kept_photo_is_small_and_crops_like_the_full_photo() -> None:
     assert on_box != beside  # the box's outline is drawn at the face, in the preview's pixels
 
     no_face = png_bytes(Image.new("RGB", (300, 200), "white"))
-    blank = demo.keep_photo(no_face)
+    blank = comparison.keep_photo(no_face)
     assert not blank.boxes and blank.preview.size == (300, 200)
-    assert blank.crop_png(None) == png_bytes(demo.choose_crop(demo.open_photo(no_face), None))
+    assert blank.crop_png(None) == png_bytes(comparison.choose_crop(comparison.open_photo(no_face), None))
 
 
 def test_compare_returns_every_codec(tiny_models: dict, crop: Image.Image) -> None:
-    results = demo.compare(crop, tiny_models, 256)
+    results = comparison.compare(crop, tiny_models, 256)
     assert [r.name for r in results] == ["Original", "AE", "VAE", "JPEG", "WebP", "AVIF", "HEIC", "JPEG XL"]
     for r in results[1:3]:
         assert r.image.size == (128, 128) and r.file_name.endswith(".fcz")
@@ -97,7 +101,7 @@ def test_compare_returns_every_codec(tiny_models: dict, crop: Image.Image) -> No
 
 
 def test_compare_classic_over_budget_still_shows_its_smallest_file(tiny_models: dict, crop: Image.Image) -> None:
-    (_, _, _, jpeg) = demo.compare(crop, tiny_models, 32, classic=("JPEG",), measure=False)
+    (_, _, _, jpeg) = comparison.compare(crop, tiny_models, 32, classic=("JPEG",), measure=False)
     assert jpeg.name == "JPEG" and jpeg.over_budget
     assert jpeg.image.size == (128, 128) and jpeg.psnr is not None and jpeg.ssim is not None
     assert jpeg.n_bytes == len(jpeg.data) == jpeg.extra["needed_bytes"] > 32
@@ -106,17 +110,17 @@ def test_compare_classic_over_budget_still_shows_its_smallest_file(tiny_models: 
 
 
 def test_compare_large_budget_fits_every_file(tiny_models: dict, crop: Image.Image) -> None:
-    results = demo.compare(crop, tiny_models, 2048, measure=False)
+    results = comparison.compare(crop, tiny_models, 2048, measure=False)
     ae = results[1]
     assert ae.name == "AE" and len(ae.data) == ae.n_bytes <= 2048 and not ae.over_budget
     # The picture shown is what the file decodes to.
-    assert to_tensor(ae.image).allclose(codec.decompress(ae.data, tiny_models), atol=1 / 255)
+    assert to_tensor(ae.image).allclose(fcz.decompress(ae.data, tiny_models), atol=1 / 255)
     for r in results[1:]:
         assert not r.over_budget and r.n_bytes <= 2048, r.name
 
 
 def test_compare_fixed_latent_size(tiny_models: dict, crop: Image.Image) -> None:
-    results = demo.compare(crop, tiny_models, 2048, classic=(), latent=16, measure=False)
+    results = comparison.compare(crop, tiny_models, 2048, classic=(), latent=16, measure=False)
     assert [r.note for r in results[1:]] == ["latent 16", "latent 16"]
     assert all(r.n_bytes <= 2048 for r in results[1:])
 
@@ -127,8 +131,8 @@ def test_compare_without_dlib_has_no_identity(
     def missing(*args: object, **kwargs: object) -> None:
         raise ImportError("no dlib here")
 
-    monkeypatch.setattr(demo.identity, "descriptors", missing)  # what it raises without dlib
-    results = demo.compare(crop, tiny_models, 64, classic=("WebP",))
+    monkeypatch.setattr(comparison.identity, "descriptors", missing)  # what it raises without dlib
+    results = comparison.compare(crop, tiny_models, 64, classic=("WebP",))
     assert all(r.identity is None and r.identity_text == "" for r in results)
 
 
@@ -150,10 +154,34 @@ def test_tensor_round_trip(crop: Image.Image) -> None:
     assert np.array_equal(np.asarray(to_pil(to_tensor(crop))), np.asarray(crop))
 
 
-def test_error_map_and_boxes(crop: Image.Image) -> None:
-    heat = error_map(crop, Image.new("RGB", (128, 128), "gray"))
-    assert heat.size == (128, 128)
-    assert error_map(crop, crop).getpixel((5, 5)) == error_map(crop, crop).getpixel((100, 100))  # all zero error
+def test_error_map_is_hot_exactly_where_the_pictures_differ(crop: Image.Image) -> None:
+    """A zero error is inferno's darkest colour, `max_error` (mean over RGB) and above its brightest,
+    in between on the scale; the map's pixels are the pictures' pixels (not transposed or shifted)."""
+    from matplotlib import colormaps
+
+    def colour(value: float) -> np.ndarray:
+        return np.round(np.asarray(colormaps["inferno"](value)[:3]) * 255)
+
+    original = np.asarray(crop).astype(int)
+    step = np.where(original > 127, -32, 32)  # towards mid-grey: never clipped
+    recon = original.copy()
+    recon[10:30, 70:120, 0] += 3 * step[10:30, 70:120, 0]  # rows 10-29, columns 70-119: red off by 96 levels
+    recon[90:100, 5:15] += 2 * step[90:100, 5:15]  # bottom left: every channel off by 64 levels
+    heat = np.asarray(error_map(crop, Image.fromarray(recon.astype(np.uint8)), max_error=0.25)).astype(int)
+    assert heat.shape == (128, 128, 3)
+    half, full = colour(32 / 255 / 0.25), colour(1.0)  # 96/3 levels: 0.50; 64 levels: just over 0.25, 1.00
+    assert np.abs(heat[10:30, 70:120] - half).max() <= 1
+    assert np.abs(heat[90:100, 5:15] - full).max() <= 1
+    cold = np.ones((128, 128), bool)
+    cold[10:30, 70:120] = cold[90:100, 5:15] = False
+    assert (heat[cold] == colour(0.0)).all()
+    assert (np.asarray(error_map(crop, crop)) == colour(0.0)).all()  # no error anywhere: all cold
+    # A recon of another size is compared after resizing to the original's.
+    small = Image.fromarray(recon.astype(np.uint8)).resize((64, 64), Image.Resampling.NEAREST)
+    assert error_map(crop, small).size == crop.size
+
+
+def test_draw_boxes_fits_the_width() -> None:
     photo = Image.new("RGB", (1200, 800), "white")
     shown = draw_boxes(photo, [FaceBox(100, 100, 200, 200), FaceBox(600, 10, 100, 100)], selected=1, width=600)
     assert shown.size == (600, 400)
@@ -162,44 +190,44 @@ def test_error_map_and_boxes(crop: Image.Image) -> None:
 def test_slerp_endpoints_and_norm() -> None:
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(512, generator=gen), torch.randn(512, generator=gen)
-    assert torch.allclose(explore.slerp(a, b, 0.0), a, atol=1e-5)
-    assert torch.allclose(explore.slerp(a, b, 1.0), b, atol=1e-5)
-    mid = explore.slerp(a, b, 0.5)
+    assert torch.allclose(explorer.slerp(a, b, 0.0), a, atol=1e-5)
+    assert torch.allclose(explorer.slerp(a, b, 1.0), b, atol=1e-5)
+    mid = explorer.slerp(a, b, 0.5)
     # The spherical path keeps the norm of Gaussian codes; the straight line shrinks it.
     assert mid.norm() > ((a + b) / 2).norm() * 1.2
-    assert torch.allclose(explore.slerp(a, a, 0.3), a, atol=1e-5)
+    assert torch.allclose(explorer.slerp(a, a, 0.3), a, atol=1e-5)
 
 
 def test_directions_move_and_named(models: dict) -> None:
-    vae, ae = models["vae"], models["ae"]
-    dirs = explore.directions(vae, 8)
+    vae, ae = models["vae"].network, models["ae"].network
+    dirs = explorer.directions(vae, 8)
     assert len(dirs) == 8 and not dirs[0].note  # fitted by the test weights
-    assert explore.directions(ae, 4)[0].note  # unfitted: latent axes
+    assert explorer.directions(ae, 4)[0].note  # unfitted: latent axes
     # Only directions that pass the accuracy bar become sliders; the edit report decides the defaults.
-    named = explore.named_directions(vae)
+    named = explorer.named_directions(vae)
     assert [d.name for d in named] == ["Smiling", "Age"]
     edits = {"Smiling": {"flip_rate": 0.5, "identity_kept": 0.9, "meets_edit_targets": False}}
-    assert "flips it in 50%" in explore.named_directions(vae, edits)[0].note
-    shown, more = explore.editor_directions(vae, edits)  # Smiling's edit misses: under "more"
+    assert "flips it in 50%" in explorer.named_directions(vae, edits)[0].note
+    shown, more = explorer.editor_directions(vae, edits)  # Smiling's edit misses: under "more"
     assert [d.name for d in shown] == ["Age"] and [d.name for d in more[:2]] == ["Smiling", "Main direction 1"]
-    shown, more = explore.editor_directions(vae)  # nothing measured: every named direction shown
+    shown, more = explorer.editor_directions(vae)  # nothing measured: every named direction shown
     assert [d.name for d in shown] == ["Smiling", "Age"] and more[0].name == "Main direction 1"
-    assert explore.named_directions(ae) == []
-    base = explore.random_code(vae, 3, "prior")
-    moved = explore.move(base, dirs, [1.0] + [0.0] * 7)
+    assert explorer.named_directions(ae) == []
+    base = explorer.random_code(vae, 3, "prior")
+    moved = explorer.move(base, dirs, [1.0] + [0.0] * 7)
     assert torch.allclose(moved - base, dirs[0].std * dirs[0].vector, atol=1e-5)
-    assert torch.equal(explore.move(base, dirs, [0.0] * 8), base)
+    assert torch.equal(explorer.move(base, dirs, [0.0] * 8), base)
 
 
 def test_morph_gif_and_samples(models: dict, crop: Image.Image) -> None:
-    vae = models["vae"]
-    frames = explore.morph_frames(vae, explore.encode(vae, crop), explore.random_code(vae, 1), 6)
+    vae = models["vae"].network
+    frames = explorer.morph_frames(vae, explorer.encode(vae, crop), explorer.random_code(vae, 1), 6)
     assert len(frames) == 6 and frames[0].size == (128, 128)
-    gif = Image.open(io.BytesIO(explore.gif_bytes(frames, size=256)))
+    gif = Image.open(io.BytesIO(explorer.gif_bytes(frames, size=256)))
     assert gif.format == "GIF" and gif.n_frames == 10 and gif.size == (256, 256)  # there and back
-    sheet = explore.sample_grid(vae, 6, seed=1, columns=3)
+    sheet = explorer.sample_grid(vae, 6, seed=1, columns=3)
     assert sheet.size == (3 * 130 + 2, 2 * 130 + 2)  # 2-pixel gaps and border
-    assert explore.sample_grid(vae, 6, seed=2, columns=3) != sheet
+    assert explorer.sample_grid(vae, 6, seed=2, columns=3) != sheet
 
 
 @pytest.mark.parametrize(("n", "columns"), [(6, 3), (7, 3), (2, 4)])  # make_grid returns one picture bare
@@ -207,7 +235,7 @@ def test_tile_lays_out_as_make_grid(n: int, columns: int) -> None:
     from torchvision.utils import make_grid
 
     pictures = torch.rand(n, 3, 5, 4, generator=torch.Generator().manual_seed(n))
-    assert torch.equal(explore.tile(pictures, columns), make_grid(pictures, nrow=columns, padding=2, pad_value=1.0))
+    assert torch.equal(explorer.tile(pictures, columns), make_grid(pictures, nrow=columns, padding=2, pad_value=1.0))
 
 
 def test_charts_from_evaluation() -> None:
@@ -224,28 +252,28 @@ def test_charts_from_evaluation() -> None:
     assert len([t for t in curves.data if t.showlegend is not False]) == 4  # one legend entry per codec
     # The detail layers and the JPEG and WebP sweeps (AVIF, never held to a budget here, is left out).
     assert len([t for t in curves.data if t.line.dash == "dot"]) == (2 + 2) * 3
-    assert charts.budget_winners(evaluation) == {64: "AE", 128: "AE", 256: "AE", 512: "AE", 1024: "WebP", 2048: "WebP"}
-    table = charts.budget_table(evaluation)
+    assert tables.budget_winners(evaluation) == {64: "AE", 128: "AE", 256: "AE", 512: "AE", 1024: "WebP", 2048: "WebP"}
+    table = tables.budget_table(evaluation)
     assert [r["bytes at most"] for r in table] == ["64", "128", "256", "512", "1,024", "2,048"]
     assert table[3]["WebP"] == "26.00 · 100% · 2/5" and table[0]["JPEG"] == "none fit · 0/5"
-    assert charts.smallest_classic_note(evaluation) == "JPEG 980, WebP 360"
-    assert charts.budget_table({"records": records}) == [] and not charts.budget_curves({}).data
+    assert tables.smallest_classic_note(evaluation) == "JPEG 980, WebP 360"
+    assert tables.budget_table({"records": records}) == [] and not charts.budget_curves({}).data
     assert len(charts.quality_vs_latent(records, "ssim").data) == 4
     assert charts.histogram(records, "vae", 256, "psnr").data[0].y == (3, 10, 4)
     assert len(charts.noise_robustness(records).data) == 2
-    rows = charts.summary_rows(records)
+    rows = tables.summary_rows(records)
     assert len(rows) == 12 and rows[0]["JPEG failed"] == 17 and rows[0][".fcz identity kept"] == "40%"
-    assert charts.bytes_table(records, (16, 512))[1]["float32 bytes"] == 2048
-    assert len(charts.study_comparison(records)) == 4 and len(charts.study_comparison(None)) == 2
+    assert tables.bytes_table(records, (16, 512))[1]["float32 bytes"] == 2048
+    assert len(tables.study_comparison(records)) == 4 and len(tables.study_comparison(None)) == 2
 
 
 def test_evaluation_names_the_models_measured_with_other_weights() -> None:
     ae, vae = {"codec_sha256": "a1", "detail_sha256": "d1"}, {"codec_sha256": "v1", "detail_sha256": None}
     evaluation = {"weights": {"ae": ae, "vae": vae}}
-    assert charts.unmeasured_kinds(evaluation, {"ae": ae, "vae": vae}) == []
+    assert tables.unmeasured_kinds(evaluation, {"ae": ae, "vae": vae}) == []
     retrained_detail = {"ae": ae | {"detail_sha256": "d2"}, "vae": vae}
-    assert charts.unmeasured_kinds(evaluation, retrained_detail) == ["ae"]
-    assert charts.unmeasured_kinds({}, {"ae": ae, "vae": vae}) == ["ae", "vae"]  # an evaluation that does not say
+    assert tables.unmeasured_kinds(evaluation, retrained_detail) == ["ae"]
+    assert tables.unmeasured_kinds({}, {"ae": ae, "vae": vae}) == ["ae", "vae"]  # an evaluation that does not say
 
 
 def test_png_bytes_is_lossless(crop: Image.Image) -> None:
@@ -288,8 +316,9 @@ def test_markdown_table() -> None:
 def test_compare_runs_each_classic_codec_as_alone(crop: Image.Image) -> None:
     """Codecs run on worker threads; each must get the file it gets alone (Pillow keeps save
     options on the image object, so a shared image swapped qualities between threads)."""
-    from facecomp.classic import CLASSIC_FORMATS, classic_within
+    from facecomp.codec.classic import classic_within
+    from facecomp.spec import CLASSIC_FORMATS
 
-    results = demo.compare(crop, {}, 1024, measure=False)[1:]
+    results = comparison.compare(crop, {}, 1024, measure=False)[1:]
     alone = [classic_within(crop, fmt, 1024) for fmt in CLASSIC_FORMATS]
     assert [r.n_bytes for r in results] == [len(a.data) for a in alone]

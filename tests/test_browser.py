@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from facecomp import explore
-from facecomp.latent_space import load_latent_space_report
+from facecomp.latent import explorer
+from facecomp.measure.latent_report import load_latent_space_report
 from facecomp.weights import load_model
 from tests.appdata import ROOT, astronaut_png, make_weights_dir
 
@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
 ]
 START_TIMEOUT = 120  # seconds for the server to answer its health check
 RENDER_TIMEOUT = 120_000  # ms for a page to finish drawing on a busy machine
+
+pytestmark = pytest.mark.slow  # a real server and browser: minutes
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
@@ -215,7 +217,7 @@ def test_compare_upload(page: object, server: str, shots: Path, tmp_path: Path) 
 def first_slider(weights: Path) -> str:
     """The label of the explorer's first default slider for these weights."""
     vae, _ = load_model("vae", weights)
-    shown, _ = explore.editor_directions(vae, load_latent_space_report(weights).get("edits"))
+    shown, _ = explorer.editor_directions(vae, load_latent_space_report(weights).get("edits"))
     return shown[0].name
 
 

@@ -13,17 +13,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facecomp.__main__ import main
-from facecomp.classic import CLASSIC_FORMATS, classic_within, encode_classic, quality_range
-from facecomp.codec import (
-    MAX_FILE_BYTES,
-    CodecError,
-    _exact_decoder,
-    compress,
-    decompress,
-    highest_fitting,
-    preview_decode,
-)
-from facecomp.visual import to_pil
+from facecomp.codec.budget import highest_fitting
+from facecomp.codec.classic import classic_within, encode_classic, quality_range
+from facecomp.codec.fcz import compress, decompress
+from facecomp.codec.format import MAX_FILE_BYTES, CodecError
+from facecomp.codec.pictures import exact_decoder, preview_decode
+from facecomp.spec import CLASSIC_FORMATS
+from facecomp.visual import to_pil, to_tensor
 from facecomp.weights import load_model
 
 from .conftest import generated_faces
@@ -52,7 +48,7 @@ def test_round_trip_is_deterministic_and_matches_the_quantised_code(models, kind
     # Finer quantisation costs bytes and brings the decode closer to the unquantised one.
     fine = compress(model, x, latent, q=0)
     with torch.inference_mode():
-        exact = model.reconstruct(x.unsqueeze(0), latent)[0]
+        exact = model.network.reconstruct(x.unsqueeze(0), latent)[0]
     assert len(fine.data) >= len(first.data)
     assert (decompress(fine.data, models) - exact).abs().max() <= (decoded - exact).abs().max() + 1e-6
 
@@ -68,14 +64,14 @@ def test_decoding_runs_in_float64_whatever_the_thread_count(models) -> None:
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(single, decompress(data, models)) and single.dtype == torch.float32
-    assert all(p.dtype == torch.float64 for p in _exact_decoder(model).parameters())
-    assert all(p.dtype == torch.float32 for p in model.parameters())  # the app's model is left as it was
+    assert all(p.dtype == torch.float64 for p in exact_decoder(model.network).parameters())
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())  # the app's model is left as it was
 
 
 def test_preview_decode_is_the_decoder_within_a_few_levels(models) -> None:
     """The bfloat16 copy that ranks candidates and draws the explorer's faces: a short code is
     padded with zeros as FaceAE.decode pads it, and no pixel is more than a few 8-bit levels off."""
-    model = models["ae"]
+    model = models["ae"].network
     with torch.no_grad():
         short = model.code(generated_faces(2, seed=7))[:, :64]
         exact = model.decode(short)
@@ -244,7 +240,7 @@ def test_classic_codecs_fit_the_budget_or_say_they_cannot(astronaut: Image.Image
         low, high = quality_range(fmt)
         tight = classic_within(crop, fmt, 40)  # below the lowest quality: the smallest file, marked
         assert not tight.fits and tight.quality == low and len(tight.data) > 40
-        assert tight.data == encode_classic(crop, fmt, low) and tight.over_budget == len(tight.data) / 40
+        assert tight.data == encode_classic(crop, fmt, low)
         found = classic_within(crop, fmt, 3000)
         assert found.fits and len(found.data) <= 3000 and found.image.size == (128, 128)
         if found.quality < high:
@@ -252,10 +248,10 @@ def test_classic_codecs_fit_the_budget_or_say_they_cannot(astronaut: Image.Image
 
 
 def test_evaluation_counts_a_classic_codec_only_where_it_fits(astronaut: Image.Image) -> None:
-    from facecomp.evaluate import _classic_at
+    from facecomp.measure.evaluate import _classic_at
 
-    crop = astronaut.resize((128, 128))
-    out = _classic_at([crop, crop], [40, 3000])
+    face = to_tensor(astronaut.resize((128, 128)))
+    out = _classic_at(torch.stack([face, face]), [40, 3000])
     for fmt in CLASSIC_FORMATS:
         assert out[fmt]["failed"] == 1 and out[fmt]["fitted"] == 1 and out[fmt]["bytes"] <= 3000
 
@@ -267,8 +263,8 @@ def test_refitted_directions_keep_fcz_files_decodable(tiny_weights: Path, tmp_pa
     import json
     import shutil
 
-    from facecomp.attributes import LabelDirection
-    from facecomp.latents import set_directions
+    from facecomp.latent.attributes import LabelDirection
+    from facecomp.latent.statistics import set_directions
     from facecomp.weights import CODEC_SHA_FIELD, save_model
 
     folder = tmp_path / "weights"
@@ -277,6 +273,7 @@ def test_refitted_directions_keep_fcz_files_decodable(tiny_weights: Path, tmp_pa
     before = {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")}
     data = compress(before["vae"], x, 64).data
     vae, card = load_model("vae", folder)
+    vae = vae.network
     set_directions(vae, [LabelDirection("Smiling", torch.randn(vae.cfg.max_latent), 0.0, 0.9)])
     save_model(vae, folder / "vae.safetensors", {**card, CODEC_SHA_FIELD: card["sha256"]})
     after = {kind: load_model(kind, folder)[0] for kind in ("ae", "vae")}

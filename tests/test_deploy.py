@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from facecomp import first_page
+from facecomp.app import first_page
 from facecomp.weight_files import SHIPPED_WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +67,7 @@ def providers(module: str) -> set[str]:
     return {name.lower().replace("_", "-") for name in names}
 
 
+@pytest.mark.slow
 def test_requirements_cover_every_import_of_the_app() -> None:
     wanted = requirement_names()
     missing = {module: providers(module) for module in third_party_imports() if not providers(module) & wanted}
@@ -86,9 +87,10 @@ def test_image_carries_the_app_and_weights_and_checks_health() -> None:
     assert "--server.address=0.0.0.0" in cmd  # reachable through the published port
 
 
+@pytest.mark.slow
 def test_image_keeps_homes_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The build computes Home's example as the app's user, with the shipped weights, so a new
-    container's first page draws from it (facecomp.first_page)."""
+    container's first page draws from it (facecomp.app.first_page)."""
     (run,) = [run for run in instructions("RUN") if "warm_up" in run]
     assert DOCKERFILE.index(run) > DOCKERFILE.index("\nUSER ")  # kept in the app user's cache
     program, *args = shlex.split(run)

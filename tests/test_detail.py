@@ -12,18 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from facecomp import codec
 from facecomp.__main__ import main
-from facecomp.detail import (
-    SCALE_LEVELS,
-    DetailConfig,
-    DetailLayer,
-    IntegerConv,
-    IntegerHyper,
-    scale_grid,
-    scale_table,
-)
-from facecomp.train_detail import DetailTrainConfig, with_lower_lambdas
+from facecomp.codec import budget, fcz
+from facecomp.codec import format as fcz_format
+from facecomp.codec.detail_coder import IntegerConv, IntegerHyper, scale_grid, scale_table
+from facecomp.nets.detail import SCALE_LEVELS, DetailConfig, DetailLayer
+from facecomp.training.detail import DetailTrainConfig, with_lower_lambdas
 from facecomp.weights import export_detail, load_models, tensors_to_file
 
 from .conftest import generated_faces, make_tiny_weights
@@ -122,28 +116,28 @@ def test_integer_hyper_matches_the_float_network():
 
 def test_detail_file_round_trip(models):
     x = generated_faces(1, seed=4)[0]
-    low, high = codec.compress_detail(models["ae"], x, 0), codec.compress_detail(models["ae"], x, 28)
-    assert low.detail == 0 and low.label == "latent 128 + detail 0"
-    assert low.data[5] & codec.DETAIL_FLAG and low.data[6] == 0
+    low, high = fcz.compress_detail(models["ae"], x, 0), fcz.compress_detail(models["ae"], x, 28)
+    assert low.detail_quality == 0 and low.label == "latent 128 + detail 0"
+    assert low.data[5] & fcz_format.DETAIL_FLAG and low.data[6] == 0
     assert len(high.data) > len(low.data)
     for result in (low, high):
         assert abs(len(result.data) - result.estimated_bits / 8) < 8  # the estimate is the real coder's cost
-        image = codec.decompress(result.data, models)
+        image = fcz.decompress(result.data, models)
         assert image.shape == (3, 128, 128) and 0 <= image.min() and image.max() <= 1
-        kind, base_code = codec.decode_code(result.data, models)
+        kind, base_code = fcz.decode_code(result.data, models)
         assert kind == "ae" and np.count_nonzero(base_code[128:]) == 0
 
 
 def test_detail_file_needs_its_detail_weights(models, tiny_weights):
-    data = codec.compress_detail(models["vae"], generated_faces(1, seed=5)[0], 8).data
+    data = fcz.compress_detail(models["vae"], generated_faces(1, seed=5)[0], 8).data
     base_only, _ = load_models(tiny_weights)
-    with pytest.raises(codec.CodecError, match="has a detail layer"):
-        codec.decompress(data, base_only)
+    with pytest.raises(fcz_format.CodecError, match="has a detail layer"):
+        fcz.decompress(data, base_only)
     tampered = bytearray(data)
     tampered[7] ^= 0xFF  # the detail weights tag
     body = bytes(tampered[:-2])
-    with pytest.raises(codec.CodecError, match="detail layer was made by other weights"):
-        codec.decompress(body + struct.pack(">H", binascii.crc_hqx(body, 0)), models)
+    with pytest.raises(fcz_format.CodecError, match="detail layer was made by other weights"):
+        fcz.decompress(body + struct.pack(">H", binascii.crc_hqx(body, 0)), models)
 
 
 def _with_version(data: bytes, version: int) -> bytes:
@@ -154,26 +148,26 @@ def _with_version(data: bytes, version: int) -> bytes:
 
 def test_version_1_files_still_decode_and_future_ones_are_refused(models):
     x = generated_faces(1, seed=6)[0]
-    current = codec.compress(models["ae"], x, 64).data
-    assert current[2] >> 4 == codec.VERSION == 2
+    current = fcz.compress(models["ae"], x, 64).data
+    assert current[2] >> 4 == fcz_format.VERSION == 2
     old = _with_version(current, 1)
-    assert torch.equal(codec.decompress(old, models), codec.decompress(current, models))
-    with pytest.raises(codec.CodecError, match="unsupported format version 3"):
-        codec.decompress(_with_version(current, 3), models)
+    assert torch.equal(fcz.decompress(old, models), fcz.decompress(current, models))
+    with pytest.raises(fcz_format.CodecError, match="unsupported format version 3"):
+        fcz.decompress(_with_version(current, 3), models)
 
 
 def test_compress_within_holds_every_budget(models):
     x = generated_faces(1, seed=7)[0]
     previous = -1.0
     for max_bytes in (24, 64, 256, 1024, 2048):
-        result = codec.compress_within(models, x, max_bytes)
+        result = budget.compress_within(models, x, max_bytes)
         assert len(result.data) <= max_bytes
-        quality = psnr(codec.decompress(result.data, models), x)
+        quality = psnr(fcz.decompress(result.data, models), x)
         assert quality >= previous - 1e-6  # a larger budget never decodes worse: it keeps every candidate
         previous = quality
-    only_vae = codec.compress_within({"vae": models["vae"]}, x, 512)
+    only_vae = budget.compress_within({"vae": models["vae"]}, x, 512)
     assert only_vae.kind == "vae"
-    too_small = codec.compress_within(models, x, 4)
+    too_small = budget.compress_within(models, x, 4)
     assert len(too_small.data) > 4  # nothing fits: the smallest file, and the caller sees it is over
 
 
@@ -181,12 +175,12 @@ def test_best_within_returns_the_decoders_picture(models):
     """Candidates are ranked on previews; the picture handed back must be the one decompress gives."""
     x = generated_faces(1, seed=7)[0]
     for max_bytes in (64, 1024):
-        file, picture = codec.best_within(models, x, max_bytes)
-        assert torch.equal(picture, codec.decompress(file.data, models))
+        file, picture = budget.best_within(models, x, max_bytes)
+        assert torch.equal(picture, fcz.decompress(file.data, models))
     # The detail candidate's picture is computed on the encoder's side (it wins with trained weights).
     ae = models["ae"]
-    file, picture = codec._finest_detail_within(ae, x, codec.encode_latent(ae, x), 1024)
-    assert file.detail is not None and torch.equal(picture, codec.decompress(file.data, models))
+    file, picture = budget.finest_detail_within(ae, x, fcz.encode_latent(ae, x), 1024)
+    assert file.detail_quality is not None and torch.equal(picture, fcz.decompress(file.data, models))
 
 
 def test_compress_cli_max_bytes(detail_weights, tmp_path, capsys):
@@ -216,7 +210,7 @@ def test_lower_lambdas_surgery_keeps_trained_gains():
 
 def test_train_detail_cli_reaches_the_config(monkeypatch, tmp_path):
     seen: list[DetailTrainConfig] = []
-    monkeypatch.setattr("facecomp.train_detail.train_detail", lambda cfg: seen.append(cfg) or [])
+    monkeypatch.setattr("facecomp.training.detail.train_detail", lambda cfg: seen.append(cfg) or [])
     args = ["train-detail", "--bases", "vae", "standalone", "--minutes", "7", "--batch-size", "12", "--lr", "0.01"]
     args += ["--resume", str(tmp_path), "--lower-lambdas", "0.0002", "0.0009", "--out", str(tmp_path / "o")]
     assert main(args) == 0
@@ -227,11 +221,11 @@ def test_train_detail_cli_reaches_the_config(monkeypatch, tmp_path):
 
 def test_training_step_lowers_the_loss(tmp_path, detail_weights):
     """A few steps on one batch reduce rate + distortion (the loss has working gradients)."""
-    from facecomp.train_detail import FrozenBase
+    from facecomp.training.detail import FrozenBase
 
     models, _ = load_models(detail_weights)
     layer = tiny_detail_layer("ae").train()
-    base = FrozenBase(models["ae"], 128, 8, "cpu")
+    base = FrozenBase(models["ae"].network, 128, 8, "cpu")
     x = generated_faces(4, seed=9)
     pictures, symbols = base(x)
     quality = torch.tensor([0, 8, 16, 28])

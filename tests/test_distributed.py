@@ -10,13 +10,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from facecomp.train import TrainConfig, train
+from facecomp.training.autoencoder import TrainConfig, train
 
 from .conftest import TINY_CHANNELS, generated_faces
+
+pytestmark = pytest.mark.slow  # two training processes: a minute or more
 
 
 def write_tiny_cache(folder: Path, n_train: int = 32, n_val: int = 4) -> Path:

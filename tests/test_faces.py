@@ -11,6 +11,7 @@ from PIL import Image
 from facecomp.__main__ import main
 from facecomp.faces import (
     CROP_SIZE,
+    FaceBox,
     ImageLoadError,
     NoFaceFound,
     canonical_crop,
@@ -45,11 +46,34 @@ def test_canonical_crop_is_128_rgb_and_centred_on_the_face(grace_hopper: Image.I
     assert again and again[0].w > 0.6 * CROP_SIZE
 
 
-def test_crop_near_the_border_never_fails(astronaut: Image.Image) -> None:
-    box = detect_faces(astronaut)[0]
-    shifted = astronaut.crop((box.x + box.w // 3, 0, astronaut.width, astronaut.height))
-    for face in detect_faces(shifted) or [box]:
-        assert crop_face(shifted, face).size == (CROP_SIZE, CROP_SIZE)
+def _coordinate_photo(width: int, height: int) -> Image.Image:
+    """A photo whose red channel is each pixel's x and green its y: a crop says where it came from."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return Image.fromarray(np.stack([xx, yy, np.full_like(xx, 128)], axis=-1).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("photo", "box", "corner"),
+    [
+        # (photo width, height), face box, top-left corner of the 90 x 90 square it must be cut from
+        ((240, 200), FaceBox(60, 40, 100, 110), (65, 55)),  # inside: 0.9 w, centred 0.05 w below the box centre
+        ((240, 200), FaceBox(-20, 30, 100, 100), (0, 40)),  # face cut by the left edge: slid inside, not padded
+        ((240, 200), FaceBox(180, 130, 100, 100), (150, 110)),  # past the bottom-right corner: slid back in
+        ((60, 50), FaceBox(5, 0, 100, 60), (10, -10)),  # larger than the photo: edge pixels repeated around it
+    ],
+)
+def test_crop_frames_the_face_by_the_canonical_rule(photo, box, corner) -> None:
+    """Crop pixel n (along x or y) shows the source point corner + (n + 0.5) * side / 128: the framing
+    the models were trained on (0.9 x the box width, 5% of it below the box centre), slid inside the
+    photo near its borders; only a square larger than the photo repeats its edge pixels."""
+    width, height = photo
+    side = 0.9 * box.w
+    crop = np.asarray(crop_face(_coordinate_photo(width, height), box)).astype(float)
+    assert crop.shape == (CROP_SIZE, CROP_SIZE, 3)
+    steps = (np.arange(CROP_SIZE) + 0.5) * side / CROP_SIZE - 0.5  # pixel i's centre is at i + 0.5
+    xs, ys = np.clip(corner[0] + steps, 0, width - 1), np.clip(corner[1] + steps, 0, height - 1)
+    assert np.abs(crop[..., 0] - xs[None, :]).max() < 1.0  # every column from the expected x
+    assert np.abs(crop[..., 1] - ys[:, None]).max() < 1.0  # every row from the expected y
 
 
 def test_no_face_is_a_typed_signal_with_a_centred_fallback() -> None:
@@ -87,7 +111,7 @@ def test_load_image_converts_colour_profiles_and_drops_them(astronaut: Image.Ima
     """An embedded profile must not ride into the classic codecs' files (3 KB against a 2 KB budget)."""
     from PIL import ImageCms
 
-    from facecomp.classic import encode_classic
+    from facecomp.codec.classic import encode_classic
 
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     buf = io.BytesIO()
@@ -129,6 +153,7 @@ def test_crop_cli_writes_pngs_and_warns_without_a_face(tmp_path, astronaut, caps
     assert "wall.png: no face found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_detection_is_thread_safe(astronaut, grace_hopper) -> None:
     """The app detects faces for many users at once; a shared OpenCV cascade gave wrong boxes (and crashed)."""
     from concurrent.futures import ThreadPoolExecutor

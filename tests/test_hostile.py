@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from facecomp import codec, demo
+from facecomp import comparison
+from facecomp.codec import fcz
+from facecomp.codec import format as fcz_format
 from facecomp.faces import ImageLoadError
 from facecomp.visual import to_tensor
 from facecomp.weights import load_model
@@ -33,40 +35,40 @@ def foreign_fcz(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A valid .fcz file made by other weights than the ones the app has loaded."""
     other = make_tiny_weights(tmp_path_factory.mktemp("other_weights"), seed=1)
     vae, _ = load_model("vae", other)
-    crop = demo.choose_crop(demo.open_photo(astronaut_png()), 0)
-    return codec.compress(vae, to_tensor(crop), 64).data
+    crop = comparison.choose_crop(comparison.open_photo(astronaut_png()), 0)
+    return fcz.compress(vae, to_tensor(crop), 64).data
 
 
 @pytest.mark.parametrize("name, data, mime", CORPUS, ids=[c[0] for c in CORPUS])
 def test_library_gives_a_typed_error_or_a_result(name: str, data: bytes, mime: str, models: dict) -> None:
     try:
-        photo = demo.open_photo(data)
+        photo = comparison.open_photo(data)
     except ImageLoadError as err:
         assert name not in READABLE, err
         assert "0x" not in str(err)  # a sentence for people, not an object's repr
         return
     assert name in READABLE
-    crop = demo.choose_crop(photo, 0 if photo.boxes else None)
+    crop = comparison.choose_crop(photo, 0 if photo.boxes else None)
     assert crop.size == (128, 128) and crop.mode == "RGB"
     x = to_tensor(crop)
     for model in models.values():
-        decoded = codec.decompress(codec.compress(model, x, 64).data, models)
+        decoded = fcz.decompress(fcz.compress(model, x, 64).data, models)
         assert decoded.shape == x.shape and torch.isfinite(decoded).all()
 
 
 def test_library_reads_hostile_files_faithfully() -> None:
     photos = {name: data for name, data, _ in CORPUS}
-    grey = np.asarray(demo.open_photo(photos["grey.png"]).image, dtype=float)
-    sixteen = np.asarray(demo.open_photo(photos["sixteen_bit.png"]).image, dtype=float)
+    grey = np.asarray(comparison.open_photo(photos["grey.png"]).image, dtype=float)
+    sixteen = np.asarray(comparison.open_photo(photos["sixteen_bit.png"]).image, dtype=float)
     assert np.abs(sixteen - grey).max() <= 1  # 16 bits scaled to 8, not clipped to white
-    rotated = demo.open_photo(photos["exif_rotated.jpg"])
+    rotated = comparison.open_photo(photos["exif_rotated.jpg"])
     assert rotated.image.size == (512, 512) and rotated.boxes  # upright again: the face is found
-    assert len(demo.open_photo(photos["eight_faces.jpg"]).boxes) >= 2
+    assert len(comparison.open_photo(photos["eight_faces.jpg"]).boxes) >= 2
 
 
 def test_foreign_fcz_is_one_clear_error(foreign_fcz: bytes, models: dict) -> None:
-    with pytest.raises(codec.CodecError, match="other weights"):
-        codec.decompress(foreign_fcz, models)
+    with pytest.raises(fcz_format.CodecError, match="other weights"):
+        fcz.decompress(foreign_fcz, models)
 
 
 def outcome(at) -> str:
@@ -81,6 +83,7 @@ def outcome(at) -> str:
     return "result"
 
 
+@pytest.mark.slow
 def test_compare_survives_the_corpus_and_serves_the_next_upload(use_weights: Path) -> None:
     at = open_page("pages/1_Compare.py")
     seen = {}
@@ -92,6 +95,7 @@ def test_compare_survives_the_corpus_and_serves_the_next_upload(use_weights: Pat
     assert len(at.image) == 9  # the photo, Original, AE, VAE and five classic codecs
 
 
+@pytest.mark.slow
 def test_explorer_survives_the_corpus_and_a_foreign_fcz(use_weights: Path, foreign_fcz: bytes) -> None:
     at = open_page("pages/2_Latent_explorer.py")
     for name, data, mime in [*CORPUS, ("other.fcz", foreign_fcz, "application/octet-stream")]:

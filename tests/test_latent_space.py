@@ -10,14 +10,16 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from facecomp import codec, explore, identity
 from facecomp.__main__ import main
-from facecomp.attributes import LabelDirection, Labelled, balanced_accuracy, fit_directions, logistic_direction
+from facecomp.codec import fcz
 from facecomp.faces import canonical_crop
-from facecomp.latent_space import edit_report
-from facecomp.latents import fitted_cholesky, set_directions
-from facecomp.model import ModelConfig, build_model
-from facecomp.train import init_weights
+from facecomp.latent import explorer
+from facecomp.latent.attributes import LabelDirection, Labelled, balanced_accuracy, fit_directions, logistic_direction
+from facecomp.latent.statistics import fitted_cholesky, set_directions
+from facecomp.measure import identity
+from facecomp.measure.latent_report import edit_report
+from facecomp.nets.autoencoder import ModelConfig, build_model
+from facecomp.training.autoencoder import init_weights
 from facecomp.visual import to_tensor
 from facecomp.weights import load_model, read_model, save_model
 
@@ -100,15 +102,15 @@ def test_named_directions_are_learned_scored_and_stored(tmp_path: Path) -> None:
     set_directions(model, found)
     save_model(model, tmp_path / "vae.safetensors", card={"model": "vae"})
     loaded, _ = load_model("vae", tmp_path)
-    assert loaded.cfg.directions == ("Smiling", "Noise", "Age")
-    shown = explore.named_directions(loaded)
+    assert loaded.network.cfg.directions == ("Smiling", "Noise", "Age")
+    shown = explorer.named_directions(loaded.network)
     assert [d.name for d in shown] == ["Smiling", "Age"]  # "Noise" is below the bar
 
 
 def test_edit_vectors_follow_the_read_back_gradient() -> None:
     """With a linear decoder A and encoder B, reading a move dz back gives dz A B, so the slider
     for classifier w must point along A B w, not along w: decoding drops what A cannot draw."""
-    from facecomp.latents import edit_vectors
+    from facecomp.latent.statistics import edit_vectors
 
     gen = torch.Generator().manual_seed(2)
     n = 8
@@ -183,7 +185,7 @@ def test_frechet_distance() -> None:
 
 
 def test_edit_report_scores_each_named_direction(tiny_weights: Path) -> None:
-    vae, _ = load_model("vae", tiny_weights)
+    vae = load_model("vae", tiny_weights)[0].network
     direction = torch.randn(512, generator=torch.Generator().manual_seed(0))
     found = [LabelDirection("Smiling", direction, 0.0, 0.9)]
     set_directions(vae, found)
@@ -198,14 +200,14 @@ def test_edit_report_scores_each_named_direction(tiny_weights: Path) -> None:
 def test_code_from_fcz_gives_the_vae_code(tiny_weights: Path, crops: dict[str, Image.Image]) -> None:
     models = {kind: load_model(kind, tiny_weights)[0] for kind in ("ae", "vae")}
     x = to_tensor(crops["astronaut"])
-    vae_file = codec.compress(models["vae"], x, 64).data
-    kind, code = codec.decode_code(vae_file, models)
-    assert kind == "vae" and torch.equal(explore.code_from_fcz(vae_file, models), torch.from_numpy(code).float())
+    vae_file = fcz.compress(models["vae"], x, 64).data
+    kind, code = fcz.decode_code(vae_file, models)
+    assert kind == "vae" and torch.equal(explorer.code_from_fcz(vae_file, models), torch.from_numpy(code).float())
     assert not code[64:].any()  # the prefix only
-    ae_file = codec.compress(models["ae"], x, 64).data
-    picture = codec.decompress(ae_file, models)
-    expected = models["vae"].code(picture.unsqueeze(0))[0]
-    assert torch.allclose(explore.code_from_fcz(ae_file, models), expected, atol=1e-5)
+    ae_file = fcz.compress(models["ae"], x, 64).data
+    picture = fcz.decompress(ae_file, models)
+    expected = models["vae"].network.code(picture.unsqueeze(0))[0]
+    assert torch.allclose(explorer.code_from_fcz(ae_file, models), expected, atol=1e-5)
 
 
 def test_sample_cli_writes_seeded_faces(weights_dir: Path, tmp_path: Path) -> None:
@@ -225,7 +227,7 @@ def test_sample_cli_writes_seeded_faces(weights_dir: Path, tmp_path: Path) -> No
 
 def test_train_cli_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
-    monkeypatch.setattr("facecomp.train.train", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr("facecomp.training.autoencoder.train", lambda cfg: seen.setdefault("cfg", cfg))
     main(["train", "--model", "vae", "--data", "d", "--kl-weight", "0.2", "--kl-warmup-steps", "400", "--rescale-code"])
     cfg = seen["cfg"]
     assert (cfg.kl_weight, cfg.kl_warmup_steps, cfg.rescale_code, cfg.model) == (0.2, 400, True, "vae")

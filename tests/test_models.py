@@ -16,8 +16,8 @@ from PIL import Image, ImageEnhance
 from facecomp.__main__ import main
 from facecomp.data import is_validation
 from facecomp.faces import canonical_crop
-from facecomp.metrics import psnr
-from facecomp.model import LATENT_LADDER, ModelConfig, build_model, reconstruction_terms
+from facecomp.measure.metrics import psnr
+from facecomp.nets.autoencoder import LATENT_LADDER, ModelConfig, build_model, reconstruction_terms
 from facecomp.visual import to_pil, to_tensor
 from facecomp.weights import WeightsError, load_model, measured_weights, save_model, weights_path
 
@@ -75,7 +75,7 @@ def test_safetensors_round_trip_and_sha_check(tmp_path: Path) -> None:
     x = generated_faces(2)
     with torch.inference_mode():
         # Weights are stored as float16; the reconstruction barely moves.
-        assert (loaded.reconstruct(x, 64) - model.reconstruct(x, 64)).abs().max() < 2e-2
+        assert (loaded.network.reconstruct(x, 64) - model.reconstruct(x, 64)).abs().max() < 2e-2
 
 
 def test_altered_or_missing_weights_raise_a_clear_error(tmp_path: Path) -> None:
@@ -107,6 +107,7 @@ def _photo_tree(root: Path, astronaut: Image.Image, grace: Image.Image) -> None:
     (root / "broken.jpg").write_bytes(b"not a jpeg")
 
 
+@pytest.mark.slow
 def test_prepare_then_train_one_tiny_epoch_and_resume(tmp_path: Path, astronaut, grace_hopper, capsys) -> None:
     _photo_tree(tmp_path / "photos", astronaut, grace_hopper)
     cache = tmp_path / "cache"
@@ -119,7 +120,7 @@ def test_prepare_then_train_one_tiny_epoch_and_resume(tmp_path: Path, astronaut,
     main(["prepare", str(tmp_path / "photos"), "--out", str(cache), "--workers", "1"])
     assert "up to date" in capsys.readouterr().out
 
-    from facecomp.train import TrainConfig, train
+    from facecomp.training.autoencoder import TrainConfig, train
 
     cfg = TrainConfig(
         model="vae",
@@ -141,6 +142,7 @@ def test_prepare_then_train_one_tiny_epoch_and_resume(tmp_path: Path, astronaut,
     assert "resuming vae from epoch 1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_evaluation_json_has_one_record_per_model_and_size(tiny_weights: Path, tmp_path: Path) -> None:
     crops = tmp_path / "crops"
     crops.mkdir()
@@ -169,7 +171,10 @@ def test_shipped_weights_reconstruct_a_real_face(astronaut: Image.Image) -> None
         model, card = load_model(kind)
         assert card["sha256"] and card["validation_psnr"]
         with torch.inference_mode():
-            small, large = psnr(model.reconstruct(x, 16)[0], x[0]), psnr(model.reconstruct(x, 256)[0], x[0])
+            small, large = (
+                psnr(model.network.reconstruct(x, 16)[0], x[0]),
+                psnr(model.network.reconstruct(x, 256)[0], x[0]),
+            )
         assert large > 20 and large > small, (kind, small, large)
 
 
@@ -181,19 +186,46 @@ def test_shipped_evaluation_measured_the_shipped_weights() -> None:
         model, _ = load_model(kind)  # checks each file against its card
         assert measured[kind] == measured_weights(kind)
         assert measured[kind]["codec_sha256"] == model.codec_sha256  # the VAE's card names an older file's codec
-        assert bytes.fromhex(measured[kind]["detail_sha256"][:4]) == model.detail.tag
+        assert bytes.fromhex(measured[kind]["detail_sha256"][:4]) == model.detail_codec.tag
 
 
-def test_train_cli_exposes_the_study_options(capsys) -> None:
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    help_text = capsys.readouterr().out
-    for flag in ("--l1", "--l2", "--noise-sigma", "--kl-weight", "--model"):
-        assert flag in help_text
+@pytest.mark.slow
+def test_train_cli_trains_with_the_study_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`facecomp train` with the study's options trains with them: the loss carries --l1 and --l2
+    as weight penalties and --kl-weight on the KL term, and the card records every value."""
+    from dataclasses import replace
+
+    from facecomp.training import autoencoder as train_module
+
+    from .test_distributed import write_tiny_cache
+
+    cache = write_tiny_cache(tmp_path / "cache", n_train=16, n_val=2)  # 16: the principal components fitted
+    # The command builds the full-size model; the same code trains a tiny one in seconds. Fitting
+    # the code statistics (a minute here; tested above) is only recorded.
+    build = train_module.build_model
+    monkeypatch.setattr(train_module, "build_model", lambda cfg: build(replace(cfg, channels=TINY_CHANNELS)))
+    fitted = []
+    monkeypatch.setattr(train_module, "fit_and_save", lambda *args: fitted.append(args))
+    out = tmp_path / "runs"
+    study = ["--l1", "1e-5", "--l2", "1e-3", "--noise-sigma", "0.1", "--kl-weight", "0.05"]
+    common = ["--data", str(cache), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--lr", "1e-7"]
+    assert main(["train", "--model", "vae", *common, *study]) == 0
+    assert fitted == [(out / "vae" / "vae.safetensors", cache)]
+    card = json.loads((out / "vae" / "vae.json").read_text())
+    config = card["train_config"]
+    assert (config["model"], config["l1"], config["l2"], config["noise_sigma"]) == ("vae", 1e-5, 1e-3, 0.1)
+    assert config["kl_weight"] == card["kl_weight"] == 0.05
+    terms = card["history"][0]["train"]
+    assert terms["total"] == pytest.approx(terms["reconstruction"] + 0.05 * terms["kl"], rel=1e-4)
+    # The run starts from seed 0's model and barely moves it (lr 1e-7): its penalty is the start's.
+    torch.manual_seed(0)
+    weights = [p for p in build_model(ModelConfig(kind="vae", channels=TINY_CHANNELS)).parameters() if p.ndim > 1]
+    penalty = 1e-5 * sum(w.abs().sum() for w in weights) + 1e-3 * sum(w.pow(2).sum() for w in weights)
+    assert terms["weight_penalty"] == pytest.approx(penalty.item(), rel=0.01)
 
 
 def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
-    from facecomp.evaluate import merge_into
+    from facecomp.measure.evaluate import merge_into
 
     def rows(model: str, value: float) -> list[dict]:
         return [{"model": model, "latent": 16, "psnr": value}]
@@ -229,24 +261,25 @@ def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
 
 
 def test_load_models_loads_every_kind_with_its_card(tiny_weights: Path) -> None:
-    from facecomp.model import MODEL_KINDS
+    from facecomp.nets.autoencoder import MODEL_KINDS
     from facecomp.weights import load_models
 
     models, cards = load_models(tiny_weights)
     assert tuple(models) == tuple(cards) == MODEL_KINDS
-    assert all(models[k].cfg.kind == k and cards[k]["sha256"] == models[k].codec_sha256 for k in MODEL_KINDS)
+    assert all(models[k].kind == k and cards[k]["sha256"] == models[k].codec_sha256 for k in MODEL_KINDS)
     only_vae, _ = load_models(tiny_weights, ["vae"])
     assert list(only_vae) == ["vae"]
 
 
+@pytest.mark.slow
 def test_home_example_imports_neither_torchs_compiler_nor_scipy() -> None:
     """The app's first page waits for loading the models and computing Home's example. torch's
     compiler (1.4 s: torch.eye on the meta device, where read_model builds models, imports it),
     scipy (0.2 s) and scikit-image must stay out of that path."""
     code = (
-        "import sys; from facecomp import demo, weights; models, _ = weights.load_models(); "
-        "photo = demo.open_photo(demo.builtin_photo_bytes(next(iter(demo.BUILTIN_PHOTOS)))); "
-        "demo.compare(demo.choose_crop(photo, 0), models, 256, classic=(), measure=False); "
+        "import sys; from facecomp import comparison as c, weights; models, _ = weights.load_models(); "
+        "photo = c.open_photo(c.builtin_photo_bytes(next(iter(c.BUILTIN_PHOTOS)))); "
+        "c.compare(c.choose_crop(photo, 0), models, 256, classic=(), measure=False); "
         "print(sorted(m for m in ('torch._dynamo', 'scipy', 'skimage') if m in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if k != "FACECOMP_WEIGHTS_DIR"}  # the shipped weights

@@ -1,0 +1,1 @@
+"""The Streamlit app's side of FaceComp: the pages' frame, widgets, caches, server threads and warm-up."""

@@ -1,0 +1,156 @@
+"""The models and every computation the pages cache: loaded once per weights, computed once per
+input. The computations themselves live in comparison, latent.explorer and visual; heavy ones
+run on the server's worker threads (server.run_heavy).
+
+Cached functions take the models as `_models`, which Streamlit does not hash, beside `key`,
+the weights key they were loaded under (models_or_stop), which it does: a retrain or another
+weights folder is another key, so nothing computed with the old weights is shown again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import streamlit as st
+import torch
+
+from .. import comparison
+from ..codec.fcz import LoadedModel
+from ..faces import load_image
+from ..latent import explorer
+from ..measure.latent_report import load_latent_space_report
+from ..result import Result
+from ..spec import CLASSIC_FORMATS
+from ..visual import display_png, enlarge, error_map, png_bytes
+from ..weight_files import file_stamp
+from ..weights import WeightsError, default_weights_dir, load_models, weights_files
+from .server import run_heavy
+
+Models = dict[str, LoadedModel]
+
+# ---- models -------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the models…")
+def loaded_models(key: str) -> tuple[Models, dict[str, dict]]:
+    """Both models and their cards, from the weights folder that `key` names (weights_key)."""
+    return load_models(Path(key.split("|", 1)[0]))
+
+
+def weights_key() -> str:
+    """Cache key for everything computed with the current weights: their folder (tests switch
+    folders) and the files' stamps (retrained weights or detail layers replace the old ones)."""
+    folder = default_weights_dir()
+    return "|".join([str(folder), *(str(file_stamp(path)) for path in weights_files(folder))])
+
+
+class Loaded(NamedTuple):
+    models: Models
+    key: str  # weights_key() of these models: the cache key of everything computed with them
+
+
+def models_or_stop() -> Loaded:
+    """Both models and the weights key they were loaded under, read once for the page; a
+    missing or altered weights file ends the page with one message."""
+    key = weights_key()
+    try:
+        return Loaded(loaded_models(key)[0], key)
+    except WeightsError as err:
+        st.error(f"The model weights could not be loaded. {err}")
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers quiet
+
+
+# ---- per-image work (hashed arguments: bytes, ints, strings) --------------------------
+
+
+# A photo's preview and crops: at most ~3 MB, whatever the photo's size (comparison.KeptPhoto).
+@st.cache_data(max_entries=16, show_spinner=False)
+def kept_photo(data: bytes) -> comparison.KeptPhoto:
+    """A photo's faces, preview and crops (raises faces.ImageLoadError for a file that is no photo)."""
+    return run_heavy(comparison.keep_photo, data, quick=True)
+
+
+# A comparison is ~0.55 MB once pickled (pictures and their PNGs): 16 of them, the recent budgets and
+# latent sizes of a few visitors.
+@st.cache_data(max_entries=16, show_spinner="Compressing and measuring identity…")
+def cached_comparison(
+    _models: Models,
+    key: str,
+    crop_png: bytes,
+    max_bytes: int,
+    latent: int | None = None,
+    classic: tuple[str, ...] = CLASSIC_FORMATS,
+    identity: bool = True,
+) -> list[Result]:
+    """comparison.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic).
+
+    identity False skips the identity check (its models take ~0.2 s to load on a cold start).
+    """
+    return run_heavy(
+        comparison.compare, load_image(crop_png), _models, max_bytes, classic, latent=latent, measure=identity
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def code_of(_models: Models, key: str, crop_png: bytes) -> np.ndarray:
+    """The VAE's full code of a crop."""
+    return explorer.encode(_models["vae"].network, load_image(crop_png)).numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def decoded_png(_models: Models, key: str, code: bytes) -> bytes:
+    """The VAE's picture of a code (float32 bytes) as PNG: every face the explorer draws (start,
+    edited, the morph's three). Cached, so a rerun that keeps a face (a move of another
+    fragment's widget, a slider moved back) does not decode it again."""
+    z = torch.from_numpy(np.frombuffer(code, dtype=np.float32).copy())
+    return display_png(explorer.decode(_models["vae"].network, z))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def heat_map_png(original_png: bytes, recon_png: bytes) -> bytes:
+    """Where a picture differs from the original, as PNG (visual.error_map)."""
+    return display_png(error_map(load_image(original_png), load_image(recon_png)))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def fcz_code(_models: Models, key: str, data: bytes) -> np.ndarray:
+    """The VAE's full code of a .fcz file (raises codec.format.CodecError for a foreign or damaged file)."""
+    return explorer.code_from_fcz(data, _models).numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing samples…")
+def sample_grid_png(
+    _models: Models, key: str, kind: str, source: str, temperature: float, seed: int, n: int, columns: int
+) -> bytes:
+    """n samples of one model as a grid of `columns` (explorer.sample_grid), enlarged twice, as PNG."""
+    grid = run_heavy(explorer.sample_grid, _models[kind].network, n, seed, columns, source, temperature)
+    return png_bytes(enlarge(grid, 2))  # made once, sent to every visitor: the smaller file
+
+
+@st.cache_data(show_spinner=False)
+def latent_space_report(key: str) -> dict:
+    """weights/latent_space.json (measured edits and sample quality), {} when absent."""
+    return load_latent_space_report(default_weights_dir())
+
+
+@st.cache_data(max_entries=16, show_spinner="Making the GIF…")
+def morph_gif(_models: Models, key: str, a: bytes, b: bytes, frames: int) -> bytes:
+    """The morph as an animated GIF; codes passed as float32 bytes so they hash."""
+    za, zb = (torch.from_numpy(np.frombuffer(x, dtype=np.float32).copy()) for x in (a, b))
+    return run_heavy(lambda: explorer.gif_bytes(explorer.morph_frames(_models["vae"].network, za, zb, frames)))
+
+
+# ---- codes as the pages hold them (numpy arrays; not cached: microseconds) ------------
+
+
+def moved_code(code: np.ndarray, dirs: list[explorer.Direction], sigmas: list[float]) -> np.ndarray:
+    """explorer.move on a code held as a numpy array."""
+    return explorer.move(torch.from_numpy(code), dirs, sigmas).numpy()
+
+
+def morph_code(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """explorer.slerp from code a (t=0) to code b (t=1), both as float32 numpy arrays."""
+    return explorer.slerp(torch.from_numpy(a).float(), torch.from_numpy(b).float(), t).numpy()

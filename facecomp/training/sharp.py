@@ -1,0 +1,259 @@
+"""Train the sharp decoding (facecomp.nets.refiner): a refiner of the MSE decoders' pictures, against a
+patch discriminator, in the background on a CPU, resumable.
+
+    python -m facecomp train-sharp --data data/cache --out runs/sharp --minutes 150
+
+The refiner learns from the pictures the app and the codec actually show: the MSE decodings of
+training faces' codes at every latent size, of .fcz base layers at small budgets, of slider edits,
+morph midpoints and sampled codes, from both models. They are decoded once into a pool kept in
+`out` (the base decoders are frozen). Each step:
+  discriminator  hinge loss: real training crops against refined pictures
+  refiner        adversarial term (ramped up from zero, so it starts as the MSE decoder) plus
+                 `keep_weight` x L1 between the 4x4-averaged refined and MSE pictures: the refiner
+                 adds detail and leaves the coarse picture, and with it the person, where it was
+An exponential moving average of the refiner's weights is what gets exported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..codec.fcz import LoadedModel, compress_code, decode_code
+from ..codec.pictures import preview_decode
+from ..latent.explorer import slerp
+from ..latent.statistics import all_codes
+from ..measure.realism import detail_energy
+from ..nets.refiner import PatchDiscriminator, Refiner, RefinerConfig, low_pass
+from ..visual import to_pil
+from ..weights import load_models, save_refiner
+from .checkpoints import load_checkpoint, save_checkpoint
+from .common import CardNames, autocast, load_crops, to_float, training_card
+
+# How the pool's pictures are made, and how often (shares sum to 1).
+POOL_MIX = {"reconstruction": 0.3, "file": 0.25, "edit": 0.15, "morph": 0.1, "sample": 0.2}
+FILE_BUDGETS = (32, 48, 64, 96, 128, 192)
+CPU = torch.device("cpu")  # train-sharp runs in the background on the CPU
+# The sharp card's names for what every training card records (common.CardNames).
+CARD_NAMES = CardNames(config="training", source=None)
+
+
+@dataclass
+class SharpTrainConfig:
+    data: str = "data/cache"  # the prepared crop cache (python -m facecomp prepare)
+    out: str = "runs/sharp"  # pool, checkpoints, samples
+    minutes: float = 150.0  # wall-clock budget of this run; a resumed run adds its own
+    batch_size: int = 8  # refined pictures (and real crops) per step
+    lr: float = 2e-4  # Adam, both networks
+    adv_weight: float = 1.0  # the adversarial term's weight once ramped up
+    adv_warmup_steps: int = 1000  # steps over which it rises linearly from zero
+    keep_weight: float = 20.0  # L1 of the 4x4-averaged picture against the MSE picture
+    ema: float = 0.999  # decay of the exported moving average of the refiner's weights
+    sample_every: int = 250  # steps between sample sheets (out/samples)
+    checkpoint_seconds: float = 300.0  # seconds between checkpoints
+    seed: int = 0  # initialisation, pool, batches
+
+
+# The pool of MSE pictures -------------------------------------------------------------------------
+
+
+def _file_picture_code(model: LoadedModel, code: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The code a small .fcz base layer decodes to: the best base file of a random budget."""
+    best = None
+    for latent in model.network.cfg.ladder[:4]:
+        file = compress_code(model, code[:latent], max_bytes=int(rng.choice(FILE_BUDGETS)))
+        if best is None or file.latent > best.latent:
+            best = file
+    return decode_code(best.data, {model.kind: model})[1]
+
+
+def pool_codes(loaded: LoadedModel, codes: torch.Tensor, kinds: list[str], rng: np.random.Generator) -> torch.Tensor:
+    """One code per training code, made as POOL_MIX's kind says (see the module notes)."""
+    model, out = loaded.network, torch.zeros_like(codes)
+    n_dirs = len(model.cfg.directions)
+    for i, kind in enumerate(kinds):
+        z = codes[i]
+        if kind == "reconstruction":
+            latent = int(rng.choice(model.cfg.ladder))
+            out[i, :latent] = z[:latent]
+        elif kind == "file":
+            out[i] = torch.from_numpy(_file_picture_code(loaded, z.double().numpy(), rng)).float()
+        elif kind == "edit" and n_dirs:
+            j = int(rng.integers(n_dirs))
+            out[i] = z + float(rng.uniform(-3, 3)) * model.direction_std[j] * model.direction_vector(j)
+        elif kind == "morph":
+            other = codes[int(rng.integers(len(codes)))]
+            out[i] = slerp(z, other, float(rng.uniform(0.2, 0.8)), model.latent_mean.float())
+        else:  # a sampled code; the AE's prior is not a face distribution, so it uses its fitted sampler
+            source = "prior" if model.cfg.kind == "vae" and rng.random() < 0.5 else "fitted"
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            out[i] = model.sample_codes(1, source, float(rng.uniform(0.6, 1.1)), gen)[0]
+    return out
+
+
+def build_pool(models: dict[str, LoadedModel], crops: torch.Tensor, seed: int) -> torch.Tensor:
+    """(N, 3, 128, 128) uint8 MSE pictures, one per training crop, alternating the models."""
+    rng = np.random.default_rng(seed)
+    names, shares = list(POOL_MIX), list(POOL_MIX.values())
+    pool = torch.zeros_like(crops)
+    for m, (kind, model) in enumerate(sorted(models.items())):
+        rows = torch.arange(m, len(crops), len(models))
+        codes = all_codes(model.network, crops[rows])
+        kinds = list(rng.choice(names, size=len(rows), p=shares))
+        made = pool_codes(model, codes, kinds, rng)
+        for start in range(0, len(rows), 256):
+            pictures = preview_decode(model.network, made[start : start + 256])
+            pool[rows[start : start + 256]] = (pictures * 255).round().to(torch.uint8)
+        print(f"pool: {len(rows)} {kind} pictures", flush=True)
+    return pool
+
+
+def load_or_build_pool(cfg: SharpTrainConfig, crops: torch.Tensor) -> torch.Tensor:
+    path = Path(cfg.out) / "pool.npy"
+    if path.exists():
+        return torch.from_numpy(np.load(path))
+    models, _ = load_models()
+    pool = build_pool(models, crops, cfg.seed)
+    np.save(path, pool.numpy())
+    return pool
+
+
+# Training -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Networks:
+    """What train-sharp trains: the refiner, its discriminator, the refiner's moving average, two optimisers."""
+
+    refiner: Refiner
+    disc: PatchDiscriminator
+    ema: Refiner  # the exported weights
+    opt_g: torch.optim.Optimizer  # the refiner's
+    opt_d: torch.optim.Optimizer  # the discriminator's
+
+    def checkpointed(self) -> tuple[dict, dict]:
+        """The networks and the optimisers by the names their checkpoint keys carry."""
+        networks = {"refiner": self.refiner, "disc": self.disc, "ema": self.ema}
+        return networks, {"refiner": self.opt_g, "disc": self.opt_d}
+
+
+def build_networks(cfg: SharpTrainConfig) -> Networks:
+    refiner, disc = Refiner(RefinerConfig()), PatchDiscriminator()
+    ema = copy.deepcopy(refiner).requires_grad_(False)
+    opt_g = torch.optim.Adam(refiner.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    return Networks(refiner, disc, ema, opt_g, opt_d)
+
+
+def train_sharp(cfg: SharpTrainConfig) -> Path:
+    """Train until cfg.minutes have passed; returns the exported refiner's path (out/sharp.safetensors)."""
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    crops = load_crops(cfg.data)
+    pool = load_or_build_pool(cfg, crops)
+    nets = build_networks(cfg)
+    last = out / "last.ckpt.safetensors"
+    meta = load_checkpoint(last, *nets.checkpointed()) if last.exists() else {"step": 0, "minutes": 0.0, "log": []}
+    for net in (nets.refiner, nets.disc, nets.ema):
+        net.to(memory_format=torch.channels_last)
+    step, minutes_before = meta["step"], meta["minutes"]
+    generator = torch.Generator().manual_seed(cfg.seed + step)
+    fixed = to_float(pool[torch.arange(0, len(pool), len(pool) // 8)[:8]], CPU)
+    real_check = to_float(crops[torch.randperm(len(crops), generator=generator)[:256]], CPU)
+    started, last_save, running = time.time(), time.time(), {"d": 0.0, "adv": 0.0, "keep": 0.0}
+
+    def minutes() -> float:  # this run's and every earlier session's
+        return minutes_before + (time.time() - started) / 60
+
+    def save() -> None:
+        save_checkpoint(last, *nets.checkpointed(), dict(meta, step=step, minutes=minutes(), config=asdict(cfg)))
+
+    while time.time() - started < cfg.minutes * 60:
+        x_in, real = training_pair(pool, crops, cfg.batch_size, generator)
+        losses = train_step(cfg, nets, x_in, real, step)
+        step += 1
+        for key, value in losses.items():
+            running[key] = 0.98 * running[key] + 0.02 * float(value.detach())
+        if step % cfg.sample_every == 0:
+            energy = sample(nets.ema, fixed, pool, real_check, out / "samples" / f"step{step:06d}.png")
+            entry = dict(step=step, minutes=round(minutes(), 1), energy=energy)
+            entry |= {k: round(v, 4) for k, v in running.items()}
+            meta["log"].append(entry)
+            print(json.dumps(entry), flush=True)
+        if time.time() - last_save > cfg.checkpoint_seconds:
+            save()
+            last_save = time.time()
+    save()
+    return export_refiner(nets.ema, out / "sharp.safetensors", dict(meta, step=step, minutes=minutes()), cfg)
+
+
+def training_pair(
+    pool: torch.Tensor, crops: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of MSE pictures to refine and one of real crops, each picture mirrored at random."""
+    x_in = to_float(_flip(pool[torch.randint(len(pool), (batch_size,), generator=generator)], generator), CPU)
+    real = to_float(_flip(crops[torch.randint(len(crops), (batch_size,), generator=generator)], generator), CPU)
+    return x_in, real
+
+
+def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), generator=generator) < 0.5
+    return torch.where(flip.reshape(-1, 1, 1, 1), x.flip(3), x)
+
+
+def train_step(cfg: SharpTrainConfig, nets: Networks, x_in: torch.Tensor, real: torch.Tensor, step: int) -> dict:
+    """A discriminator step, a refiner step, then the moving average; returns the three loss terms."""
+    with autocast(CPU):
+        fake = nets.refiner(x_in)
+        d_loss = F.relu(1 - nets.disc(real)).mean() + F.relu(1 + nets.disc(fake.detach())).mean()
+    nets.opt_d.zero_grad(set_to_none=True)
+    d_loss.float().backward()
+    nets.opt_d.step()
+    with autocast(CPU):
+        adv = -nets.disc(fake).float().mean()
+    keep = (low_pass(fake.float()) - low_pass(x_in)).abs().mean()
+    ramp = min(1.0, step / max(1, cfg.adv_warmup_steps))
+    g_loss = ramp * cfg.adv_weight * adv + cfg.keep_weight * keep
+    nets.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    nets.opt_g.step()
+    with torch.no_grad():
+        for p_ema, p in zip(nets.ema.parameters(), nets.refiner.parameters(), strict=True):
+            p_ema.lerp_(p, 1 - cfg.ema)
+    return {"d": d_loss, "adv": adv, "keep": keep}
+
+
+# Samples and the export ---------------------------------------------------------------------------
+
+
+def sample(ema: Refiner, fixed: torch.Tensor, pool: torch.Tensor, real_check: torch.Tensor, sheet: Path) -> float:
+    """Save a sample sheet of the `fixed` pictures to `sheet`; returns the detail energy of the refined
+    start of the pool against the real crops `real_check` (facecomp.measure.realism)."""
+    to_pil(sample_sheet(ema, fixed)).save(sheet)
+    with torch.no_grad():
+        return detail_energy(ema(to_float(pool[:256], CPU)), real_check)
+
+
+def sample_sheet(refiner: Refiner, inputs: torch.Tensor) -> torch.Tensor:
+    """Rows of MSE pictures above their refined pictures, as one (3, H, W) image."""
+    with torch.no_grad():
+        refined = refiner(inputs)
+    rows = torch.cat([torch.cat(list(inputs), 2), torch.cat(list(refined), 2)], 1)
+    return rows
+
+
+def export_refiner(refiner: Refiner, path: Path, meta: dict, cfg: SharpTrainConfig) -> Path:
+    """The refiner's weights in half precision beside a model card."""
+    what = "the sharp decoding: a refiner of the AE's and VAE's MSE pictures (facecomp.nets.refiner)"
+    log = meta.get("log", [])[-20:]
+    card = training_card(CARD_NAMES, asdict(cfg), meta.get("minutes", 0.0), CPU, what=what, steps=meta["step"], log=log)
+    save_refiner(refiner, path, card)
+    return path

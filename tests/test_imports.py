@@ -1,0 +1,30 @@
+"""The modules the first page and the file format need import without torch: Home draws from
+disk while the server is still importing torch (facecomp.app.first_page), and a torch import
+slipped into one of them would hold that page up by seconds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCH_FREE = [
+    "facecomp.spec",
+    "facecomp.result",
+    "facecomp.weight_files",
+    "facecomp.app",
+    "facecomp.app.frame",
+    "facecomp.app.first_page",
+    "facecomp.codec.format",
+    "facecomp.measure.results_doc",
+]
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_module_imports_without_torch(module: str) -> None:
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'imports torch'"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

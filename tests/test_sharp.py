@@ -1,0 +1,92 @@
+"""The realism metric and the sharp decoding: what a bug in either would change."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facecomp.measure import realism
+from facecomp.nets.refiner import Refiner, low_pass, sharpen
+
+
+def _smooth(x: torch.Tensor, passes: int = 3) -> torch.Tensor:
+    for _ in range(passes):
+        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    return x
+
+
+def test_detail_share_of_white_noise_is_the_area_above_the_cutoff() -> None:
+    noise = torch.rand(16, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    share = float(realism.detail_share(noise).mean())
+    expected = 1 - math.pi * realism.DETAIL_CUTOFF**2  # white noise: power spread evenly over the band
+    assert share == pytest.approx(expected, abs=0.01)
+
+
+def test_blur_lowers_detail_energy_and_a_copy_keeps_it() -> None:
+    images = torch.rand(8, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    images = _smooth(images, 1)  # some structure, some detail
+    assert realism.detail_energy(images, images) == pytest.approx(1.0)
+    assert realism.detail_energy(_smooth(images), images) < 0.5
+
+
+@pytest.mark.slow
+def test_two_sample_test_tells_blur_from_detail_and_not_a_set_from_itself() -> None:
+    gen = torch.Generator().manual_seed(2)
+    sharp = _smooth(torch.rand(160, 3, 64, 64, generator=gen), 1)
+    other = _smooth(torch.rand(160, 3, 64, 64, generator=gen), 1)
+    blurred = _smooth(other, 4)
+    assert realism.two_sample_accuracy(sharp, blurred, seed=0, epochs=4) > 0.9
+    assert realism.two_sample_accuracy(sharp, other, seed=0, epochs=4) < 0.7
+
+
+def test_an_untrained_refiner_is_the_mse_decoding() -> None:
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sharpen(Refiner(), x), x)
+    assert sharpen(Refiner(), x[0]).shape == (3, 128, 128)
+
+
+def test_the_refiner_keeps_within_the_unit_range_and_low_pass_averages() -> None:
+    refiner = Refiner()
+    torch.nn.init.normal_(refiner.head[1].weight, std=1.0)
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(4))
+    out = sharpen(refiner, x)
+    assert not torch.equal(out, x) and out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(low_pass(x)[0, 0, 0, 0], x[0, 0, :4, :4].mean())
+
+
+def test_decompress_sharp_needs_the_refiner_and_decodes_the_same_bytes(tiny_weights, tmp_path, capsys) -> None:
+    import shutil
+
+    import numpy as np
+
+    from facecomp.__main__ import main
+    from facecomp.codec import fcz
+    from facecomp.faces import load_image
+    from facecomp.visual import to_pil
+    from facecomp.weights import load_models, load_refiner, save_refiner, sharp_path
+
+    from .conftest import generated_faces
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    models, _ = load_models(folder)
+    data = fcz.compress(models["ae"], generated_faces(1, seed=3)[0], 64).data
+    (tmp_path / "face.fcz").write_bytes(data)
+
+    def decode(out: str, *flags: str) -> int:
+        return main(
+            ["decompress", str(tmp_path / "face.fcz"), "--out", str(tmp_path / out), "--weights", str(folder), *flags]
+        )
+
+    assert decode("none", "--sharp") == 2 and "no sharp decoding" in capsys.readouterr().err
+    refiner = Refiner()
+    torch.nn.init.normal_(refiner.head[1].weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    save_refiner(refiner, sharp_path(folder), {"what": "a test refiner"})
+    assert decode("sharp", "--sharp") == 0 and decode("plain") == 0
+    sharp, plain = (np.asarray(load_image(tmp_path / d / "face.png")) for d in ("sharp", "plain"))
+    expected = np.asarray(to_pil(sharpen(load_refiner(folder), fcz.decompress(data, models))))
+    assert np.array_equal(sharp, expected) and not np.array_equal(sharp, plain)
+    assert np.array_equal(plain, np.asarray(to_pil(fcz.decompress(data, models))))
