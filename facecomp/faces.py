@@ -23,7 +23,7 @@ import pillow_heif
 import pillow_jxl  # noqa: F401  (registers the "JXL" format with Pillow)
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .result import CROP_SIZE
+from .spec import CROP_SIZE
 
 # Phones upload HEIC and some cameras JPEG XL: Pillow opens both once registered.
 pillow_heif.register_heif_opener()

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .spec import CROP_SIZE as CROP_SIZE  # read here by faces
-from .spec import PIXELS, SAME_PERSON
+from .spec import SAME_PERSON, bits_per_pixel
 
 
 @dataclass
@@ -30,7 +29,7 @@ class Result:
 
     @property
     def bpp(self) -> float | None:
-        return None if self.n_bytes is None else 8 * self.n_bytes / PIXELS
+        return None if self.n_bytes is None else bits_per_pixel(self.n_bytes)
 
     @property
     def over_budget(self) -> bool:

@@ -12,10 +12,11 @@ from safetensors.torch import load_file, save_file
 
 from .codec.detail_coder import DetailCodec, coding_tensors, detail_codec
 from .codec.fcz import LoadedModel
-from .nets.autoencoder import MODEL_KINDS, FaceAE, ModelConfig, build_model
+from .nets.autoencoder import FaceAE, ModelConfig, build_model
 from .nets.detail import DetailConfig
 from .nets.refiner import Refiner, RefinerConfig
-from .weight_files import default_weights_dir, sha256_file
+from .spec import MODEL_KINDS
+from .weight_files import card_path, detail_path, sha256_file, sharp_path, weights_path
 
 RETRAIN_HINT = "see docs/models.md 'Retrain the shipped weights': python -m facecomp train --model {kind} --data DATA"
 
@@ -30,14 +31,6 @@ RETIRED_BUFFERS = {"age_direction"}
 
 class WeightsError(RuntimeError):
     """Shipped weights are missing, altered or unreadable."""
-
-
-def weights_path(kind: str, weights_dir: Path | None = None) -> Path:
-    return Path(weights_dir or default_weights_dir()) / f"{kind}.safetensors"
-
-
-def card_path(kind: str, weights_dir: Path | None = None) -> Path:
-    return Path(weights_dir or default_weights_dir()) / f"{kind}.json"
 
 
 def save_model(model: FaceAE, path: Path, card: dict | None = None) -> dict:
@@ -90,16 +83,6 @@ def read_model(path: Path, config: dict | None = None) -> FaceAE:
     return model.eval()
 
 
-def detail_path(kind: str, weights_dir: Path | None = None) -> Path:
-    return Path(weights_dir or default_weights_dir()) / f"detail-{kind}.safetensors"
-
-
-def weights_files(weights_dir: Path | None = None) -> list[Path]:
-    """Every file the models are loaded from: each kind's weights and detail layer, each with its card."""
-    files = [p for kind in MODEL_KINDS for p in (weights_path(kind, weights_dir), detail_path(kind, weights_dir))]
-    return [q for p in files for q in (p, p.with_suffix(".json"))]
-
-
 def export_detail(checkpoint: Path, weights_dir: Path | None = None) -> dict:
     """Ship a trained detail layer: its weights in half precision (the decoder runs in float32;
     the difference is < 0.01 dB), the coder's probability tables beside them, and a card."""
@@ -127,10 +110,6 @@ def load_detail(kind: str, weights_dir: Path | None = None) -> DetailCodec | Non
         return detail_codec(DetailConfig.from_dict(card["config"]), load_file(str(path)), actual)
     except (OSError, RuntimeError, KeyError, ValueError) as err:
         raise WeightsError(f"cannot load {path}: {err}") from err
-
-
-def sharp_path(weights_dir: Path | None = None) -> Path:
-    return Path(weights_dir or default_weights_dir()) / "sharp.safetensors"
 
 
 def save_refiner(refiner: Refiner, path: Path, card: dict) -> dict:

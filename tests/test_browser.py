@@ -216,7 +216,7 @@ def test_compare_upload(page: object, server: str, shots: Path, tmp_path: Path) 
 
 def first_slider(weights: Path) -> str:
     """The label of the explorer's first default slider for these weights."""
-    vae, _ = load_model("vae", weights)
+    vae = load_model("vae", weights)[0].network
     shown, _ = explorer.editor_directions(vae, load_latent_space_report(weights).get("edits"))
     return shown[0].name
 

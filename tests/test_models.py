@@ -17,9 +17,11 @@ from facecomp.__main__ import main
 from facecomp.data import is_validation
 from facecomp.faces import canonical_crop
 from facecomp.measure.metrics import psnr
-from facecomp.nets.autoencoder import LATENT_LADDER, ModelConfig, build_model, reconstruction_terms
+from facecomp.nets.autoencoder import ModelConfig, build_model, reconstruction_terms
+from facecomp.spec import LATENT_LADDER
 from facecomp.visual import to_pil, to_tensor
-from facecomp.weights import WeightsError, load_model, measured_weights, save_model, weights_path
+from facecomp.weight_files import weights_path
+from facecomp.weights import WeightsError, load_model, measured_weights, save_model
 
 from .conftest import TINY_CHANNELS, generated_faces
 
@@ -261,7 +263,7 @@ def test_evaluate_update_replaces_only_the_retrained_models_rows() -> None:
 
 
 def test_load_models_loads_every_kind_with_its_card(tiny_weights: Path) -> None:
-    from facecomp.nets.autoencoder import MODEL_KINDS
+    from facecomp.spec import MODEL_KINDS
     from facecomp.weights import load_models
 
     models, cards = load_models(tiny_weights)

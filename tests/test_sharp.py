@@ -66,7 +66,8 @@ def test_decompress_sharp_needs_the_refiner_and_decodes_the_same_bytes(tiny_weig
     from facecomp.codec import fcz
     from facecomp.faces import load_image
     from facecomp.visual import to_pil
-    from facecomp.weights import load_models, load_refiner, save_refiner, sharp_path
+    from facecomp.weight_files import sharp_path
+    from facecomp.weights import load_models, load_refiner, save_refiner
 
     from .conftest import generated_faces
 

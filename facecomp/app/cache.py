@@ -24,8 +24,8 @@ from ..measure.latent_report import load_latent_space_report
 from ..result import Result
 from ..spec import CLASSIC_FORMATS
 from ..visual import display_png, enlarge, error_map, png_bytes
-from ..weight_files import file_stamp
-from ..weights import WeightsError, default_weights_dir, load_models, weights_files
+from ..weight_files import default_weights_dir, file_stamp, weights_files
+from ..weights import WeightsError, load_models
 from .server import run_heavy
 
 Models = dict[str, LoadedModel]

@@ -10,7 +10,8 @@ import threading
 import streamlit as st
 
 from .. import comparison
-from ..weights import WeightsError, default_weights_dir, weights_files
+from ..weight_files import default_weights_dir, weights_files
+from ..weights import WeightsError
 from . import cache, first_page
 from .server import inference_threads
 

@@ -24,8 +24,7 @@ from ..codec.classic import encode_classic
 from ..codec.codecs import codecs_for
 from ..codec.fcz import LoadedModel
 from ..faces import canonical_crop, load_image
-from ..nets.autoencoder import LATENT_LADDER, MODEL_KINDS
-from ..spec import CLASSIC_FORMATS
+from ..spec import CLASSIC_FORMATS, LATENT_LADDER, MODEL_KINDS
 from ..visual import to_tensor
 from ..weights import load_models
 

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from ..nets.dlib_resnet import CHIP_SIZE, DlibFaceNet
-from ..result import SAME_PERSON
+from ..spec import SAME_PERSON
 
 MEASURE_SIZE = 256
 MEASURE_BOX = (20, 20, 236, 236)

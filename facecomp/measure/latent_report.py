@@ -20,7 +20,8 @@ import torch
 from ..data import CropCache
 from ..latent.attributes import Labelled, load_labels
 from ..latent.statistics import all_codes
-from ..nets.autoencoder import LATENT_LADDER, FaceAE
+from ..nets.autoencoder import FaceAE
+from ..spec import LATENT_LADDER
 from ..weights import load_models, read_model
 from . import identity
 

@@ -45,9 +45,6 @@ def model_records(records: list[dict], model: str) -> list[dict]:
     return sorted((r for r in records if r.get("model") == model), key=lambda r: r["latent"])
 
 
-TABLE_BUDGETS = SHOWN_BUDGETS  # rows of the budget table on the page
-
-
 def metric_value(row: dict, metric: str) -> float | None:
     """PSNR, SSIM or identity kept (%) of one evaluation row; None where it was not measured."""
     if metric != "identity":
@@ -89,7 +86,7 @@ def _cell(row: dict | None) -> str:
     return f"{row['psnr']:.2f} · {'n/a' if kept is None else f'{kept:.0f}%'} · {fits}"
 
 
-def budget_table(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> list[dict]:
+def budget_table(evaluation: dict, budgets: tuple[int, ...] = SHOWN_BUDGETS) -> list[dict]:
     """Rows = byte budgets, columns = codecs, cells "PSNR (dB) · identity kept % · fitted/faces"."""
     table = evaluation.get("budget_table") or []
     codecs = budget_codecs(table)
@@ -101,7 +98,7 @@ def budget_table(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> 
     return rows
 
 
-def budget_winners(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> dict[int, str]:
+def budget_winners(evaluation: dict, budgets: tuple[int, ...] = SHOWN_BUDGETS) -> dict[int, str]:
     """Per budget, the codec (display name) with the best PSNR among those that fit at least half the faces."""
     winners = {}
     for max_bytes in budgets:
@@ -115,7 +112,7 @@ def budget_winners(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -
     return winners
 
 
-def budget_styler(evaluation: dict, budgets: tuple[int, ...] = TABLE_BUDGETS) -> object:
+def budget_styler(evaluation: dict, budgets: tuple[int, ...] = SHOWN_BUDGETS) -> object:
     """The budget table as a pandas Styler: each budget's best PSNR (among codecs that fit at least
     half the faces) highlighted, cells where fewer than half fit greyed."""
     import pandas as pd

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import LATENT_LADDER
-from ..spec import MODEL_KINDS as MODEL_KINDS  # read here by the codec, weights and training modules
 
 IMAGE_SIZE = 128
 N_COMPONENTS = 16  # principal directions shipped for the explorer's sliders

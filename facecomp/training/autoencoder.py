@@ -21,7 +21,8 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from ..latent.statistics import fit_and_save
-from ..nets.autoencoder import LATENT_LADDER, FaceAE, ModelConfig, build_model, sample_prefix
+from ..nets.autoencoder import FaceAE, ModelConfig, build_model, sample_prefix
+from ..spec import LATENT_LADDER
 from ..weights import read_model, save_model
 from .checkpoints import load_checkpoint, save_checkpoint
 from .common import (
