@@ -1,4 +1,4 @@
-"""The app's demo logic without Streamlit: built-in photos, face choice, and one
+"""The comparison, without Streamlit: built-in photos, face choice, and one
 "compare everything" function that the Home and Compare pages both call.
 """
 

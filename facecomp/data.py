@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .faces import CROP_SIZE, ImageLoadError, canonical_crop, load_image, source_side
+from .faces import ImageLoadError, canonical_crop, load_image, source_side
+from .spec import CROP_SIZE
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 # Crops cut from fewer source pixels would be mostly upsampling blur; CelebA's

@@ -183,7 +183,7 @@ def load_model(kind: str, weights_dir: Path | None = None) -> tuple[LoadedModel,
         raise WeightsError(f"cannot load {path}: {err}") from err
     # .fcz files name the weights whose codec made them; a refit of the named directions
     # alone keeps the codec and so the name (latent.statistics.fit_and_save).
-    return LoadedModel(network, load_detail(kind, weights_dir), card.get(CODEC_SHA_FIELD, actual)), card
+    return LoadedModel(network, load_detail(kind, weights_dir), card.get(CODEC_SHA_FIELD) or actual), card
 
 
 def load_models(

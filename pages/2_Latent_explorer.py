@@ -74,7 +74,7 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
                 sigmas += sliders(more)
         st.caption(BIAS_NOTE)
         st.button("Reset sliders", on_click=reset)
-    moved = cache.moved_code(code, shown + more, sigmas)
+    moved = explorer.moved_code(code, shown + more, sigmas)
     with start_col:
         st.markdown("### Start")
         frame.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
@@ -100,7 +100,7 @@ def morph(code: np.ndarray, label: str) -> None:
     with a_col:
         frame.face_image(face_png(code), "morph_a", caption=f"A: {label}")
     with t_col:
-        frame.face_image(face_png(cache.morph_code(code, other_code, t)), "morph_t", caption=f"t = {t:.2f}")
+        frame.face_image(face_png(explorer.morph_code(code, other_code, t)), "morph_t", caption=f"t = {t:.2f}")
     with b_col:
         frame.face_image(face_png(other_code), "morph_b", caption=f"B: {other.label}")
 

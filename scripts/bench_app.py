@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from facecomp.measure.bench import summary  # noqa: E402
-from facecomp.spec import SHOWN_BUDGETS  # noqa: E402
+from facecomp.spec import COMPARE_BUDGETS  # noqa: E402
 from tests.test_browser import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -55,7 +55,7 @@ def app_reruns(weights_dir: Path | None, moves: int) -> dict:
     at.switch_page("pages/1_Compare.py").run()
     compare_times = []
     for i in range(moves):
-        widget = at.select_slider(key="compare_budget").set_value(SHOWN_BUDGETS[i % len(SHOWN_BUDGETS)])
+        widget = at.select_slider(key="compare_budget").set_value(COMPARE_BUDGETS[i % len(COMPARE_BUDGETS)])
         start = time.perf_counter()
         widget.run()
         compare_times.append((time.perf_counter() - start) * 1000)
@@ -145,7 +145,7 @@ def slider_labels(weights: Path) -> list[str]:
     from facecomp.measure.latent_report import load_latent_space_report
     from facecomp.weights import load_model
 
-    vae, _ = load_model("vae", weights)
+    vae = load_model("vae", weights)[0].network
     shown, _ = explorer.editor_directions(vae, load_latent_space_report(weights).get("edits"))
     return [d.name for d in shown]
 

@@ -8,7 +8,7 @@ Detail-layer files (when the weights ship detail layers) are made from the built
 photos and decoded random faces at a few qualities. Their encoder runs a float network,
 so another machine may write other bytes; what must hold is that the reference's own
 files decode on this machine to the same pictures: the decoder's entropy model is an
-integer network with stored tables (facecomp.nets.detail), so a table mismatch would show
+integer network with stored tables (facecomp.codec.detail_coder), so a table mismatch would show
 as a garbage picture or a decoding error, not a one-level pixel difference.
 
   python scripts/decode_determinism.py --write /tmp/ref.npz

@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 
 from facecomp.comparison import builtin_photo_bytes
-from facecomp.faces import CROP_SIZE
 from facecomp.latent.attributes import LabelDirection
 from facecomp.latent.statistics import set_directions
 from facecomp.nets.autoencoder import FaceAE, ModelConfig, build_model
-from facecomp.spec import LATENT_LADDER, MODEL_KINDS
+from facecomp.spec import CROP_SIZE, LATENT_LADDER, MODEL_KINDS
 from facecomp.weights import measured_weights, save_model
 
 ROOT = Path(__file__).resolve().parent.parent

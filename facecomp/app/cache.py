@@ -141,16 +141,3 @@ def morph_gif(_models: Models, key: str, a: bytes, b: bytes, frames: int) -> byt
     """The morph as an animated GIF; codes passed as float32 bytes so they hash."""
     za, zb = (torch.from_numpy(np.frombuffer(x, dtype=np.float32).copy()) for x in (a, b))
     return run_heavy(lambda: explorer.gif_bytes(explorer.morph_frames(_models["vae"].network, za, zb, frames)))
-
-
-# ---- codes as the pages hold them (numpy arrays; not cached: microseconds) ------------
-
-
-def moved_code(code: np.ndarray, dirs: list[explorer.Direction], sigmas: list[float]) -> np.ndarray:
-    """explorer.move on a code held as a numpy array."""
-    return explorer.move(torch.from_numpy(code), dirs, sigmas).numpy()
-
-
-def morph_code(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """explorer.slerp from code a (t=0) to code b (t=1), both as float32 numpy arrays."""
-    return explorer.slerp(torch.from_numpy(a).float(), torch.from_numpy(b).float(), t).numpy()

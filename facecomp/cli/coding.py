@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 def _as_crop(path: Path) -> Image.Image:
     """A photo's canonical face crop (a centred crop, with a warning, when no face is found)."""
-    from ..faces import CROP_SIZE, crop_or_centre, load_image
+    from ..faces import crop_or_centre, load_image
+    from ..spec import CROP_SIZE
 
     img = load_image(path)
     if img.size == (CROP_SIZE, CROP_SIZE):

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..spec import CLASSIC_FORMATS, MODEL_KINDS, codec_name
-
-if TYPE_CHECKING:
-    pass
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -157,7 +153,7 @@ def print_budget_table(result: dict) -> None:
     """PSNR (dB) / identity kept (%) / faces that fit, per codec and budget."""
     rows = result.get("budget_table", [])
     codecs = list(dict.fromkeys(r["codec"] for r in rows))
-    print(f"{'budget':>7} " + " ".join(f"{(c.upper() if c in MODEL_KINDS else codec_name(c)):>17}" for c in codecs))
+    print(f"{'budget':>7} " + " ".join(f"{codec_name(c):>17}" for c in codecs))
     for max_bytes in sorted({r["max_bytes"] for r in rows}):
         cells = []
         for c in codecs:

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..spec import MODEL_KINDS
-
-if TYPE_CHECKING:
-    pass
 
 
 def cmd_train(args: argparse.Namespace) -> int:

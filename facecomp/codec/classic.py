@@ -13,10 +13,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..faces import load_image
-from ..spec import codec_name
 
-CLASSIC_FORMATS = ("JPEG", "WEBP", "AVIF", "HEIF", "JXL")  # Pillow's format names
-CLASSIC_NAMES = {"JPEG": "JPEG", "WEBP": "WebP", "AVIF": "AVIF", "HEIF": "HEIC", "JXL": "JPEG XL"}
 CLASSIC_EXT = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif", "HEIF": "heic", "JXL": "jxl"}
 # Lossy quality range of each format: JPEG XL's quality 100 needs lossless=True (another mode).
 QUALITY_RANGE = {"JXL": (0, 99)}
@@ -38,10 +35,6 @@ class ClassicResult:
     image: Image.Image
     max_bytes: int
     fits: bool  # False: even the lowest quality is over max_bytes, and this is that smallest file
-
-    @property
-    def name(self) -> str:
-        return codec_name(self.fmt)
 
 
 def encode_classic(image: Image.Image, fmt: str, quality: int) -> bytes:

@@ -16,10 +16,11 @@ import torch
 
 from ..nets.autoencoder import FaceAE
 from .detail_coder import DetailCodec
+from .format import QUANTISERS
 
 # Pixel-RMS error each dimension's quantisation adds (uniform noise: step^2 / 12),
-# on a geometric ladder of 64 levels from 0.0003 to 0.3.
-QSTEPS = np.geomspace(3e-4, 3e-1, 64)
+# on a geometric ladder of QUANTISERS levels from 0.0003 to 0.3.
+QSTEPS = np.geomspace(3e-4, 3e-1, QUANTISERS)
 DEFAULT_Q = 8  # 0.2-0.3 dB below the unquantised code (measured on validation faces)
 SYMBOL_BOUND = 4096  # symbols are clamped to +-this; the leaky model can code any of them
 MIN_STD = 0.01  # the entropy model's std floor, in steps

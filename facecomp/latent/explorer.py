@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -195,3 +196,13 @@ def sample_grid(
     """n faces decoded from sampled codes, tiled in a grid (upscale it for display)."""
     faces = model.sample(n, source, temperature, torch.Generator().manual_seed(int(seed)))
     return to_pil(tile(faces, columns))
+
+
+def moved_code(code: np.ndarray, dirs: list[Direction], sigmas: list[float]) -> np.ndarray:
+    """move() on a code held as a numpy array, as the explorer page holds codes."""
+    return move(torch.from_numpy(code), dirs, sigmas).numpy()
+
+
+def morph_code(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """slerp() from code a (t=0) to code b (t=1), both float32 numpy arrays."""
+    return slerp(torch.from_numpy(a).float(), torch.from_numpy(b).float(), t).numpy()

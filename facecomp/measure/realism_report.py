@@ -24,11 +24,10 @@ from ..nets.refiner import Refiner, sharpen
 from ..spec import EVALUATED_BUDGETS, LATENT_LADDER, SAME_PERSON
 from ..weight_files import default_weights_dir
 from . import identity, realism
-from .latent_report import load_latent_space_report
+from .latent_report import EDIT_SIGMAS, load_latent_space_report
 from .metrics import psnr
 
 PICTURES = 1000  # per set, against as many real faces
-EDIT_SIGMAS = 2.0  # the slider edit scored: +2 sigma along a shown slider
 
 
 def split_faces(data: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec import LATENT_LADDER
+from ..spec import CROP_SIZE, LATENT_LADDER
 
-IMAGE_SIZE = 128
 N_COMPONENTS = 16  # principal directions shipped for the explorer's sliders
 SAMPLE_SOURCES = ("prior", "fitted")
 
@@ -81,7 +80,7 @@ class Encoder(nn.Module):
         for cin, cout in zip(channels, channels[1:]):
             layers.append(_down(cin, cout))
         self.features = nn.Sequential(*layers)
-        side = IMAGE_SIZE // 2 ** len(channels)
+        side = CROP_SIZE // 2 ** len(channels)
         self.head = nn.Linear(channels[-1] * side * side, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +93,7 @@ class Decoder(nn.Module):
     def __init__(self, channels: tuple[int, ...], latent: int) -> None:
         super().__init__()
         rev = channels[::-1]
-        self.side = IMAGE_SIZE // 2 ** len(channels)
+        self.side = CROP_SIZE // 2 ** len(channels)
         self.rev0 = rev[0]
         self.head = nn.Linear(latent, rev[0] * self.side * self.side)
         layers: list[nn.Module] = [ResBlock(rev[0])]
