@@ -91,3 +91,29 @@ def test_decompress_sharp_needs_the_refiner_and_decodes_the_same_bytes(tiny_weig
     expected = np.asarray(to_pil(sharpen(load_refiner(folder), fcz.decompress(data, models))))
     assert np.array_equal(sharp, expected) and not np.array_equal(sharp, plain)
     assert np.array_equal(plain, np.asarray(to_pil(fcz.decompress(data, models))))
+
+
+@pytest.mark.slow
+def test_train_sharp_resumes_where_it_stopped_and_exports_a_loadable_refiner(tiny_weights, tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from facecomp.training.sharp import SharpTrainConfig, train_sharp
+    from facecomp.weights import load_refiner
+
+    from .conftest import generated_faces
+
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(tiny_weights))  # the pool's base models
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    faces = (generated_faces(12, seed=5) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.save(cache / "crops.npy", faces)
+    (cache / "split.json").write_text(json.dumps({"train": list(range(10)), "val": [10, 11]}))
+    cfg = SharpTrainConfig(data=str(cache), out=str(tmp_path / "run"), minutes=0.05, batch_size=2, sample_every=2)
+    first = json.loads(train_sharp(cfg).with_suffix(".json").read_text())
+    second = json.loads(train_sharp(cfg).with_suffix(".json").read_text())
+    assert 0 < first["steps"] < second["steps"]  # the second run went on from the checkpoint
+    assert len(np.load(tmp_path / "run" / "pool.npy")) == 10  # one MSE picture per training crop
+    refiner = load_refiner(tmp_path / "run")
+    assert isinstance(refiner, Refiner) and sharpen(refiner, torch.rand(3, 128, 128)).shape == (3, 128, 128)

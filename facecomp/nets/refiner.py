@@ -65,21 +65,25 @@ class Refiner(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """Real-or-refined score per overlapping patch (about 46x46 pixels each), spectrally normalised."""
+    """Real-or-refined logit per overlapping patch (about 46x46 pixels each).
+
+    No spectral norm: normalised layer by layer, a patch critic could not tell a few pixels of
+    blotchy texture from skin (its loss stayed at chance while the refiner drew spots); the
+    trainer's R1 penalty keeps it smooth on real faces instead.
+    """
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm
         self.body = nn.Sequential(
-            sn(nn.Conv2d(3, width, 4, 2, 1)),
+            nn.Conv2d(3, width, 4, 2, 1),
             nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
             nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * width, 4 * width, 4, 2, 1)),
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1),
             nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * width, 4 * width, 3, 1, 1)),
+            nn.Conv2d(4 * width, 4 * width, 3, 1, 1),
             nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * width, 1, 3, 1, 1)),
+            nn.Conv2d(4 * width, 1, 3, 1, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

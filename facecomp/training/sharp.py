@@ -7,7 +7,8 @@ The refiner learns from the pictures the app and the codec actually show: the MS
 training faces' codes at every latent size, of .fcz base layers at small budgets, of slider edits,
 morph midpoints and sampled codes, from both models. They are decoded once into a pool kept in
 `out` (the base decoders are frozen). Each step:
-  discriminator  hinge loss: real training crops against refined pictures
+  discriminator  logistic loss: real training crops against refined pictures, with an R1 penalty
+                 on real crops every `r1_every` steps (Mescheder et al. 2018)
   refiner        adversarial term (ramped up from zero, so it starts as the MSE decoder) plus
                  `keep_weight` x L1 between the 4x4-averaged refined and MSE pictures: the refiner
                  adds detail and leaves the coarse picture, and with it the person, where it was
@@ -55,6 +56,8 @@ class SharpTrainConfig:
     adv_weight: float = 1.0  # the adversarial term's weight once ramped up
     adv_warmup_steps: int = 1000  # steps over which it rises linearly from zero
     keep_weight: float = 20.0  # L1 of the 4x4-averaged picture against the MSE picture
+    r1_gamma: float = 1.0  # weight of the R1 penalty (gradient norm of the critic on real crops)
+    r1_every: int = 4  # steps between R1 penalties (each counted r1_every times)
     ema: float = 0.999  # decay of the exported moving average of the refiner's weights
     sample_every: int = 250  # steps between sample sheets (out/samples)
     checkpoint_seconds: float = 300.0  # seconds between checkpoints
@@ -213,12 +216,12 @@ def train_step(cfg: SharpTrainConfig, nets: Networks, x_in: torch.Tensor, real: 
     """A discriminator step, a refiner step, then the moving average; returns the three loss terms."""
     with autocast(CPU):
         fake = nets.refiner(x_in)
-        d_loss = F.relu(1 - nets.disc(real)).mean() + F.relu(1 + nets.disc(fake.detach())).mean()
+        d_loss = F.softplus(-nets.disc(real)).mean() + F.softplus(nets.disc(fake.detach())).mean()
     nets.opt_d.zero_grad(set_to_none=True)
-    d_loss.float().backward()
+    (d_loss.float() + r1_penalty(cfg, nets.disc, real, step)).backward()
     nets.opt_d.step()
     with autocast(CPU):
-        adv = -nets.disc(fake).float().mean()
+        adv = F.softplus(-nets.disc(fake)).float().mean()
     keep = (low_pass(fake.float()) - low_pass(x_in)).abs().mean()
     ramp = min(1.0, step / max(1, cfg.adv_warmup_steps))
     g_loss = ramp * cfg.adv_weight * adv + cfg.keep_weight * keep
@@ -229,6 +232,16 @@ def train_step(cfg: SharpTrainConfig, nets: Networks, x_in: torch.Tensor, real: 
         for p_ema, p in zip(nets.ema.parameters(), nets.refiner.parameters(), strict=True):
             p_ema.lerp_(p, 1 - cfg.ema)
     return {"d": d_loss, "adv": adv, "keep": keep}
+
+
+def r1_penalty(cfg: SharpTrainConfig, disc: PatchDiscriminator, real: torch.Tensor, step: int) -> torch.Tensor:
+    """gamma/2 * E|grad D(real)|^2, every r1_every steps (scaled up to match): keeps the critic's
+    answer from changing sharply on real faces, which keeps the game stable without normalising D."""
+    if cfg.r1_gamma <= 0 or step % cfg.r1_every:
+        return torch.zeros(())
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(disc(real).sum(), real, create_graph=True)
+    return cfg.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean() * cfg.r1_every
 
 
 # Samples and the export ---------------------------------------------------------------------------
