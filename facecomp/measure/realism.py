@@ -49,13 +49,18 @@ def detail_energy(images: torch.Tensor, real: torch.Tensor) -> float:
 
 
 class _Critic(nn.Module):
-    """The two-sample test's classifier: four stride-2 convolutions and a linear read-out."""
+    """The two-sample test's classifier: four stride-2 convolutions and a linear read-out.
+
+    No normalisation layer: per-picture normalisation (GroupNorm) divides out how much fine detail
+    a picture has, the very cue blur leaves (it scored MSE reconstructions 51%, where this one
+    scores 70%, at 300 against 300), and BatchNorm's running statistics lag this short training.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, 16, 4, 2, 1), nn.LeakyReLU(0.2)]
         for cin, cout in ((16, 32), (32, 64), (64, 128)):
-            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(128, 1)
 
