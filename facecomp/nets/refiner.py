@@ -67,9 +67,8 @@ class Refiner(nn.Module):
 class PatchDiscriminator(nn.Module):
     """Real-or-refined logit per overlapping patch (about 46x46 pixels each).
 
-    No spectral norm: normalised layer by layer, a patch critic could not tell a few pixels of
-    blotchy texture from skin (its loss stayed at chance while the refiner drew spots); the
-    trainer's R1 penalty keeps it smooth on real faces instead.
+    No spectral norm: normalised layer by layer, a patch critic is too weak to tell a few pixels of
+    blotchy texture from skin; the trainer's R1 penalty keeps it smooth on real faces instead.
     """
 
     def __init__(self, width: int = 32) -> None:

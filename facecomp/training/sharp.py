@@ -240,8 +240,8 @@ def r1_penalty(cfg: SharpTrainConfig, disc: PatchDiscriminator, real: torch.Tens
     if cfg.r1_gamma <= 0 or step % cfg.r1_every:
         return torch.zeros(())
     real = real.detach().requires_grad_(True)
-    # Each picture's mean patch logit: summed over its 16x16 patches, the penalty would be
-    # 256 times a single logit's and flatten the critic.
+    # Each picture's mean patch logit: a sum over its patches would scale the penalty with their
+    # number and flatten the critic.
     (grad,) = torch.autograd.grad(disc(real).mean(dim=(1, 2, 3)).sum(), real, create_graph=True)
     return cfg.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean() * cfg.r1_every
 
