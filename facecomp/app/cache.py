@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 from .. import comparison
-from ..codec.fcz import LoadedModel
+from ..codec.fcz import Models
 from ..faces import load_image
 from ..latent import explorer
 from ..measure.latent_report import load_latent_space_report
@@ -27,8 +27,6 @@ from ..visual import display_png, enlarge, error_map, png_bytes
 from ..weight_files import default_weights_dir, file_stamp, weights_files
 from ..weights import WeightsError, load_models
 from .server import run_heavy
-
-Models = dict[str, LoadedModel]
 
 # ---- models -------------------------------------------------------------------------
 

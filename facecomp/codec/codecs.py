@@ -56,7 +56,7 @@ class FczCodec:
 
     def __init__(self, model: LoadedModel, latent: int | None = None) -> None:
         self.model, self.latent = model, latent
-        self.key, self.name = model.kind, model.kind.upper()
+        self.key, self.name = model.kind, codec_name(model.kind)
         self._models = {model.kind: model}
 
     def within(self, image: torch.Tensor, max_bytes: int) -> Encoded:

@@ -9,6 +9,7 @@ its own original.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +53,19 @@ def picture_sets(
 ) -> dict[str, tuple[Callable[[], torch.Tensor], torch.Tensor | None]]:
     """name -> (a function making the MSE pictures, the originals they stand for or None)."""
     n, sets = len(source), {}
+
+    @cache
+    def codes(kind: str) -> torch.Tensor:  # each model encodes the source faces once, for every set
+        return _codes(models[kind], source)
+
     for kind, model in models.items():
         gen = torch.Generator().manual_seed(0)
         for src in ("prior", "fitted"):
-            codes = model.network.sample_codes(n, src, 1.0, gen)
-            sets[f"{kind} {src} samples"] = (lambda m=model, c=codes: _decode(m, c), None)
+            sampled = model.network.sample_codes(n, src, 1.0, gen)
+            sets[f"{kind} {src} samples"] = (lambda m=model, c=sampled: _decode(m, c), None)
         for latent in LATENT_LADDER:
             sets[f"{kind} reconstruction {latent}"] = (
-                lambda m=model, k=latent: _decode(m, _codes(m, source)[:, :k]),
+                lambda m=model, k=latent: _decode(m, codes(m.kind)[:, :k]),
                 source,
             )
         for max_bytes in budgets:
@@ -69,8 +75,8 @@ def picture_sets(
             )
     vae = models["vae"]
     shown, _ = editor_directions(vae.network, edits)
-    sets["vae +2 sigma slider edits"] = (lambda: _decode(vae, _edited(_codes(vae, source), shown)), None)
-    sets["vae morph midpoints"] = (lambda: _decode(vae, _midpoints(_codes(vae, source), vae)), None)
+    sets["vae +2 sigma slider edits"] = (lambda: _decode(vae, _edited(codes("vae"), shown)), None)
+    sets["vae morph midpoints"] = (lambda: _decode(vae, _midpoints(codes("vae"), vae)), None)
     return sets
 
 
