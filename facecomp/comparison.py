@@ -77,8 +77,8 @@ def choose_crop(photo: Photo, face: int | None) -> Image.Image:
     return crop_face(photo.image, photo.boxes[min(face, len(photo.boxes) - 1)])
 
 
-# Wide enough for the pages' photo with its boxes (800 px on Compare).
-PREVIEW_WIDTH = 1000
+# Wide enough for the pages' photo with its boxes; a 1920-pixel photo halves to it exactly.
+PREVIEW_WIDTH = 960
 
 
 @dataclass(frozen=True)

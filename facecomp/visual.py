@@ -58,11 +58,16 @@ def enlarge(img: Image.Image, factor: int) -> Image.Image:
 
 
 def fit_width(img: Image.Image, width: int = 900) -> Image.Image:
-    """A large photo shrunk for display (smooth filter: this one is not about pixels)."""
+    """A large photo shrunk for display, not about pixels: first by the largest whole factor
+    that keeps it at least `width` wide (Image.reduce, a box filter several times faster than
+    resampling), then bilinear to the width."""
     if img.width <= width:
         return img
-    height = round(img.height * width / img.width)
-    return img.resize((width, height), Image.Resampling.LANCZOS)
+    if (factor := img.width // width) >= 2:
+        img = img.reduce(factor)
+    if img.width > width:
+        img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.BILINEAR)
+    return img
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -84,6 +89,8 @@ def draw_boxes(
     source_width: img is a preview of a photo this wide, in whose pixels the boxes are.
     """
     shown = fit_width(img, width)
+    if shown is img:  # drawn on a copy: img is often a cached preview
+        shown = img.copy()
     scale = shown.width / (source_width or img.width)
     draw = ImageDraw.Draw(shown)
     line = max(2, round(shown.width / 250))

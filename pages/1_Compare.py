@@ -50,13 +50,15 @@ if source is None:
 picker, cards, below = st.container(), st.container(key="compare_cards"), st.container()
 with picker:
     crop_png = widgets.pick_crop(
-        source.data, "compare", photo_width=800, photo_box=below.expander("Photo and faces found")
+        source.data, "compare", photo_width=960, photo_box=below.expander("Photo and faces found")
     )
 if crop_png is None:
     st.stop()
 
-results = cache.cached_comparison(models, key, crop_png, budget, latent=None if latent == AUTOMATIC else int(latent))
+chosen_latent = None if latent == AUTOMATIC else int(latent)
 with cards:
+    with widgets.waiting_line() as on_wait:
+        results = cache.comparison_results(models, key, crop_png, budget, latent=chosen_latent, on_wait=on_wait)
     for col, res in zip(st.columns(len(results), gap="small"), results, strict=True):
         with col:
             heat = cache.heat_map_png(crop_png, res.png) if heatmap and res.name != "Original" else None

@@ -1,11 +1,14 @@
 """Load and memory test of the real app server: many users at once, and the memory they leave behind.
 
     python scripts/load_test.py [--clients 20] [--browsers 2] [--slider-moves 10] [--soak-reruns 500]
-                                [--large-uploads 0] [--think 0] [--ramp 0] [--json OUT] [--weights DIR]
-                                [--max-seconds 900]
+                                [--large-uploads 0] [--hd-uploads 0] [--replicas 1] [--think 0] [--ramp 0]
+                                [--json OUT] [--weights DIR] [--max-seconds 900]
 
-Run by hand, never from pytest. It starts `streamlit run app.py` on a free loopback port and stops it
-at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
+Run by hand (tests/test_proxy.py runs a short one). It starts `streamlit run app.py` on a free loopback
+port and stops it at the end (also on errors or Ctrl-C). --replicas N >= 2 starts N of them, every one
+with the same cookie secret, behind HAProxy (deploy/haproxy.cfg made local by `proxy_config`, sticky
+by a cookie): the clients then talk to the proxy, and every session must stay on one replica (the
+X-FaceComp-Replica header of each answer names it). Phases, all bounded by --max-seconds:
 
 1. One user: one light client alone does a full session (Compare upload, then --baseline-moves slider
    moves on the Latent explorer). It also loads every model, so memory is measured after it.
@@ -19,6 +22,8 @@ at the end (also on errors or Ctrl-C). Phases, all bounded by --max-seconds:
    variant), then the server's resident memory is read again.
 4. Large photos: one light client uploads --large-uploads photos of 39 megapixels (each a new one),
    then memory is read again: what the app keeps of a photo must not grow with its size.
+5. HD photos: one light client uploads --hd-uploads 1920x1080 photos (each a new one); the server's
+   CPU seconds per upload are reported.
 
 A light client speaks Streamlit's own protocol, as the browser's frontend does, without rendering:
   * GET the page, /_stcore/health (sets the _streamlit_xsrf cookie) and /_stcore/host-config, then open
@@ -35,14 +40,16 @@ Step times: server_s = from sending the rerun BackMsg to script_finished (the se
 loopback); total_s = from the user's action (connect, upload, slider release) to the last image fetched.
 Browsers are timed the same way: the websocket frames they send and receive are decoded here.
 
-Memory: VmRSS of the server process and its children, read from /proc when the server is healthy,
-after the one-user session (every model loaded), after the load and after the soak, and every 2 s.
+Memory: VmRSS of the server process and its children (with replicas: summed over them, and the
+largest replica's beside it), read from /proc when the server is healthy, after the one-user session
+(every model loaded), after each later phase, and every 2 s.
 Beside each reading, what Streamlit counts in its caches, uploads, media and session state
 (/_stcore/metrics), to tell the caches' bounded growth from the rest.
 Disconnected sessions stay in the server for a reconnect (server.disconnectedSessionTTL, 120 s), so
 the readings after a phase include its sessions' state and uploads.
 
-Exit status 0 only when every session was served without an error. Browser sessions need Debian's
+Exit status 0 only when every session was served without an error (with replicas: and on one
+replica). Browser sessions need Debian's
 chromium at /usr/bin/chromium and `pip install playwright` (never `playwright install`).
 Weights: --weights, else $FACECOMP_WEIGHTS_DIR, else the shipped weights/.
 """
@@ -56,13 +63,14 @@ import io
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from unittest import mock
@@ -110,13 +118,17 @@ SLIDER_PREFIX = "explore_"  # the explorer's editor sliders: explore_<direction 
 COMPARE_IMAGES = 7  # the photo, then Original, AE, VAE, JPEG, WebP, AVIF
 EXPLORER_IMAGES = 6  # start and edited face, the morph's three, the sample grids
 XSRF_COOKIE = "_streamlit_xsrf"
+REPLICA_HEADER = "X-FaceComp-Replica"  # deploy/haproxy.cfg: the replica that answered
+HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 STARTED = time.monotonic()  # the clock of Step.at
+MEMORY_SETTLE_S = 3.0  # seconds between a phase's end and its memory reading
 # The result's session groups after the one-user baseline, with their titles in the summary.
 PHASE_GROUPS = (
     ("load_light", "Load, light clients"),
     ("load_browsers", "Load, browsers"),
     ("soak", "Soak"),
     ("large", "Large photos"),
+    ("hd", "HD photos"),
 )
 EARLY = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
 FRAGMENT_DONE = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_FRAGMENT_RUN_SUCCESSFULLY")
@@ -136,6 +148,8 @@ class Config:
     soak_reruns: int = 500
     soak_clients: int = 4
     large_uploads: int = 0
+    hd_uploads: int = 0
+    replicas: int = 1  # app servers; two or more run behind HAProxy
     max_seconds: float = 900.0
     step_timeout: float = 180.0  # one rerun on a loaded 2-core machine (the first loads the models)
     think: float = 0.0  # a light client's mean pause between steps (s); 0: as fast as it can
@@ -154,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--large-uploads", type=int, default=0, help="39-megapixel photos one client uploads at the end (0: none)"
     )
+    p.add_argument("--hd-uploads", type=int, default=0, help="1920x1080 photos one client uploads at the end (0: none)")
+    p.add_argument("--replicas", type=int, default=1, help="app servers; 2 or more: behind HAProxy, sticky sessions")
     p.add_argument("--max-seconds", type=float, default=900.0, help="global deadline for the whole test")
     p.add_argument("--step-timeout", type=float, default=180.0, help="seconds one step may take")
     p.add_argument(
@@ -173,6 +189,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         soak_reruns=a.soak_reruns,
         soak_clients=max(1, a.soak_clients),
         large_uploads=a.large_uploads,
+        hd_uploads=a.hd_uploads,
+        replicas=max(1, a.replicas),
         max_seconds=a.max_seconds,
         step_timeout=a.step_timeout,
         think=a.think,
@@ -211,6 +229,7 @@ class Deadline:
 # ---- photos -------------------------------------------------------------------------------------
 
 LARGE_SIZE = (7200, 5400)  # 39 megapixels, just under the app's limit (faces.MAX_PIXELS)
+HD_SIZE = (1920, 1080)
 
 
 @functools.cache
@@ -253,6 +272,26 @@ def large_photo(index: int) -> bytes:
     buf = io.BytesIO()
     canvas.save(buf, "JPEG", quality=85)
     return buf.getvalue()
+
+
+@functools.cache
+def hd_photo(index: int) -> bytes:
+    """A 1920x1080 JPEG (quality 90), as a phone or a screenshot makes: the astronaut about 900 px
+    tall on a plain background, its place and the background's colour drawn from `index`, so every
+    index is a new photo. A draw in which the face detector does not find exactly one face (the
+    suit's badge can pass for one at this size) is drawn again: the upload measured is the usual one."""
+    width, height = HD_SIZE
+    for attempt in itertools.count():
+        rng = np.random.default_rng([index, attempt])
+        side = int(rng.integers(860, 941))
+        x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        canvas = Image.new("RGB", HD_SIZE, tuple(int(v) for v in rng.integers(0, 256, size=3)))
+        canvas.paste(astronaut().resize((side, side), Image.Resampling.BICUBIC), (x0, y0))
+        buf = io.BytesIO()
+        canvas.save(buf, "JPEG", quality=90)
+        if len(detect_faces(load_image(buf.getvalue()))) == 1:
+            return buf.getvalue()
+    raise AssertionError("unreachable")
 
 
 def prepare_photos(indices: Iterable[int]) -> None:
@@ -355,10 +394,12 @@ class Progress:
 
 
 class MemorySampler:
-    """RSS every `period` seconds, tagged with the phase and the soak uploads done, for the trend."""
+    """RSS every `period` seconds, tagged with the phase and the soak uploads done, for the trend.
+    `rss`: a process id (that process and its children), or a callable giving MiB (e.g. Servers.rss)."""
 
-    def __init__(self, pid: int, progress: Progress, period: float = 2.0) -> None:
-        self.pid, self.progress, self.period, self.phase = pid, progress, period, "start"
+    def __init__(self, rss: int | Callable[[], float], progress: Progress, period: float = 2.0) -> None:
+        self.rss = rss if callable(rss) else functools.partial(rss_mib, rss)
+        self.progress, self.period, self.phase = progress, period, "start"
         self.samples: list[tuple[float, str, int, float]] = []  # seconds, phase, soak uploads, MiB
         self._stop = threading.Event()
         self._t0 = time.monotonic()
@@ -367,7 +408,7 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
-            rss = round(rss_mib(self.pid), 1)
+            rss = round(self.rss(), 1)
             if rss:  # 0: the server is gone
                 self.samples.append((round(time.monotonic() - self._t0, 1), self.phase, self.progress.n, rss))
 
@@ -376,18 +417,154 @@ class MemorySampler:
         self._thread.join(timeout=5)
 
 
+# ---- the servers: one, or replicas behind HAProxy -----------------------------------------------
+
+
+def proxy_config(template: str, port: int, replica_ports: list[int]) -> str:
+    """deploy/haproxy.cfg made for this machine: it listens on 127.0.0.1:`port` (not :8080), its
+    backend names one `server app<k>` per replica port on loopback (not Docker's server-template),
+    and the `resolvers` section (Docker's DNS) is gone. Everything else, the sticky cookie and the
+    X-FaceComp-Replica header included, is the deployed configuration."""
+    out: list[str] = []
+    binds = templates = 0
+    in_resolvers = False
+    for line in template.splitlines():
+        words = line.split()
+        if words and not line[0].isspace():  # a line at the margin: a section starts (or a comment)
+            in_resolvers = words[0] == "resolvers"
+        if in_resolvers:
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        if words[:1] == ["bind"]:
+            out.append(f"{indent}bind 127.0.0.1:{port}")
+            binds += 1
+        elif words[:1] == ["server-template"]:
+            out += [f"{indent}server app{k} 127.0.0.1:{p} check" for k, p in enumerate(replica_ports, 1)]
+            templates += 1
+        else:
+            out.append(line)
+    if binds != 1 or templates != 1:
+        raise ValueError(f"expected one bind and one server-template line, found {binds} and {templates}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` different free loopback ports."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+class Servers:
+    """The app's server: one `streamlit run app.py`, or with `replicas` >= 2 that many behind
+    HAProxy, every one with the same cookie secret (as compose.yaml gives them). Measured and
+    stopped together: CPU and memory are summed over the replicas (the proxy apart)."""
+
+    def __init__(self, weights: Path, replicas: int) -> None:
+        self.weights, self.replicas = weights, replicas
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[ServerLog] = []
+        self.bases: list[str] = []  # each replica's own URL
+        self.proxy: subprocess.Popen | None = None
+        self.proxy_log: ServerLog | None = None
+        self.base = ""  # where the clients go: the one server, or the proxy
+        self._folder: tempfile.TemporaryDirectory | None = None
+
+    def start(self, deadline: Deadline) -> None:
+        """Start the replicas, wait until each is healthy, then start the proxy in front of them."""
+        haproxy = shutil.which("haproxy")
+        if self.replicas >= 2 and haproxy is None:
+            raise RuntimeError("--replicas needs HAProxy (apt-get install haproxy)")
+        ports = free_ports(self.replicas + (1 if self.replicas >= 2 else 0))  # the last: the proxy's
+        env = {"STREAMLIT_SERVER_COOKIE_SECRET": uuid.uuid4().hex} if self.replicas >= 2 else {}
+        for port in ports[: self.replicas]:
+            with mock.patch.dict(os.environ, env):  # start_server passes its environment on
+                proc = start_server(self.weights, port)
+            self.procs.append(proc)
+            self.logs.append(ServerLog(proc))
+            self.bases.append(f"http://127.0.0.1:{port}")
+        end = time.monotonic() + min(60.0 + 60.0 * self.replicas, deadline.left())  # one server: 120 s
+        for base, proc in zip(self.bases, self.procs):
+            wait_healthy(base, proc, max(0.0, end - time.monotonic()))
+        if self.replicas == 1:
+            self.base = self.bases[0]
+            return
+        self._folder = tempfile.TemporaryDirectory(prefix="facecomp_proxy_")
+        cfg = Path(self._folder.name) / "haproxy.cfg"
+        cfg.write_text(proxy_config(HAPROXY_TEMPLATE.read_text(), ports[-1], ports[:-1]))
+        self.proxy = subprocess.Popen(
+            [haproxy, "-db", "-f", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.proxy_log = ServerLog(self.proxy)
+        self.base = f"http://127.0.0.1:{ports[-1]}"
+        try:
+            wait_healthy(self.base, self.proxy, min(30.0, deadline.left()))
+        except RuntimeError as err:
+            self.proxy_log._thread.join(timeout=2)
+            said = " / ".join(list(self.proxy_log.tail)[-5:])
+            raise RuntimeError(f"haproxy exited with status {self.proxy.returncode}: {said}") from err
+
+    def stop(self) -> None:
+        """The proxy first, then every replica."""
+        if self.proxy is not None:
+            stop_server(self.proxy)
+        for proc in self.procs:
+            stop_server(proc)
+        if self._folder is not None:
+            self._folder.cleanup()
+
+    def rss(self, field: str = "VmRSS") -> float:
+        return sum(rss_mib(proc.pid, field) for proc in self.procs)
+
+    def largest_rss(self) -> float:
+        return max((rss_mib(proc.pid) for proc in self.procs), default=0.0)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def proxy_cpu(self) -> float:
+        return cpu_seconds(self.proxy.pid) if self.proxy is not None else 0.0
+
+    def held_mib(self) -> float | None:
+        """What Streamlit counts in its caches, summed over the replicas (each asked directly)."""
+        held = [streamlit_held_mib(base) for base in self.bases]
+        return None if None in held else round(sum(held), 1)
+
+    def exited(self) -> dict[str, int]:
+        """The processes that are gone, by name, with their exit status."""
+        names = ["the server"] if self.replicas == 1 else [f"app{k}" for k in range(1, len(self.procs) + 1)]
+        procs = [*zip(names, self.procs), *([("haproxy", self.proxy)] if self.proxy is not None else [])]
+        return {name: proc.returncode for name, proc in procs if proc.poll() is not None}
+
+    def log_report(self) -> dict[str, object]:
+        tracebacks = sum(log.tracebacks for log in self.logs)
+        if self.replicas == 1:
+            return {"tracebacks": tracebacks, "tail": list(self.logs[0].tail)[-60:] if self.logs else []}
+        report: dict[str, object] = {
+            "tracebacks": tracebacks,
+            "tail": {f"app{k}": list(log.tail)[-60:] for k, log in enumerate(self.logs, 1)},
+        }
+        if self.proxy_log is not None:
+            report["proxy_tail"] = list(self.proxy_log.tail)[-60:]
+        return report
+
+
 # ---- records ------------------------------------------------------------------------------------
 
 
 @dataclass
 class Step:
-    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak/large_upload
+    kind: str  # compare_open, compare_radio, compare_upload, explorer_open, slider_move, soak/large/hd_upload
     server_s: float | None = None  # rerun BackMsg sent -> script_finished received
     total_s: float | None = None  # user action -> last media fetched (or image drawn, for browsers)
     images: int = 0  # images on the page after this step (light clients: in this run's deltas)
     fetched: int = 0  # media files downloaded in this step (new URLs only, as a browser's cache)
     error: str | None = None
     at: float | None = None  # when the step began, seconds after the test started: a timeline of the load
+    most_ahead: int | None = None  # the longest waiting line the page showed ("N comparisons ahead of yours")
 
 
 @dataclass
@@ -399,6 +576,7 @@ class Session:
     error: str | None = None  # what ended the session early, if anything
     slider_label: str | None = None
     messages: dict[str, int] = field(default_factory=dict)  # ForwardMsg types received (light clients)
+    replicas: list[str] = field(default_factory=list)  # the X-FaceComp-Replica values its answers carried
 
     @property
     def ok(self) -> bool:
@@ -488,6 +666,7 @@ class LightClient:
         self.fetched: set[str] = set()  # media URLs already loaded (the browser's image cache)
         self.seen: collections.Counter[str] = collections.Counter()  # ForwardMsg types, for the report
         self._file_urls: dict[str, FileURLsResponse] = {}
+        self.replicas: set[str] = set()  # which replicas answered (the proxy's header), for stickiness
 
     # -- connection
 
@@ -509,6 +688,11 @@ class LightClient:
             )
         except (OSError, websocket.WebSocketException) as err:
             raise StepError(f"websocket connection failed: {err!r}") from err
+        self.note_replica(self.ws.getheaders() or {})  # the handshake's answer
+
+    def note_replica(self, headers: Mapping[str, str]) -> None:
+        """Keep the replica an answer names (header names may come lower-cased)."""
+        self.replicas.update(v for k, v in headers.items() if k.lower() == REPLICA_HEADER.lower())
 
     def message_counts(self) -> dict[str, int]:
         return {**self.seen, "ref_hash (resolved from the cache)": self.cache.hits}
@@ -523,9 +707,11 @@ class LightClient:
 
     def _http(self, method: str, url: str, **kwargs: object) -> requests.Response:
         try:
-            return self.http.request(method, self.base + url, timeout=self.deadline.bound(60.0), **kwargs)
+            resp = self.http.request(method, self.base + url, timeout=self.deadline.bound(60.0), **kwargs)
         except requests.RequestException as err:
             raise StepError(f"{method} {url} failed: {err!r}") from err
+        self.note_replica(resp.headers)
+        return resp
 
     def _send(self, msg: BackMsg) -> None:
         try:
@@ -695,6 +881,12 @@ class Pacer:
             time.sleep(self.deadline.bound(self.think * self.rng.uniform(0.5, 1.5)))
 
 
+def places_ahead(note: str) -> int:
+    """How many comparisons a page's waiting line (facecomp.app.widgets.waiting_text) put ahead; 0 for other notes."""
+    words = note.split()
+    return int(words[0]) if len(words) > 2 and words[0].isdigit() and "ahead of yours" in note else 0
+
+
 def timed_step(session: Session, kind: str, action: Callable[[], tuple[Run, int]]) -> Run:
     """Run one step, record it, and raise StepError when the page showed a problem."""
     t0 = time.monotonic()
@@ -707,6 +899,7 @@ def timed_step(session: Session, kind: str, action: Callable[[], tuple[Run, int]
         raise
     step.total_s, step.server_s, step.fetched = time.monotonic() - t0, run.server_s, fetched
     step.images = len(run.image_urls)
+    step.most_ahead = max((places_ahead(note) for note in run.notes), default=None)
     if run.errors:
         step.error = "; ".join(run.errors)[:500]
     return run
@@ -796,6 +989,7 @@ def run_light(session: Session, client: LightClient, body: Callable[[], None]) -
     finally:
         client.close()
         session.messages = client.message_counts()
+        session.replicas = sorted(client.replicas)
     return session
 
 
@@ -832,15 +1026,18 @@ def soak_session(
     return run_light(session, client, steps)
 
 
-def large_session(base: str, uploads: int, cfg: Config, deadline: Deadline) -> Session:
-    """One user uploading large photos one after another, each a new one."""
-    session = Session("light", "large", 0)
+def series_session(
+    base: str, name: str, photo: Callable[[int], bytes], uploads: int, cfg: Config, deadline: Deadline
+) -> Session:
+    """One user uploading photos one after another, each a new one: photo(0), photo(1)...
+    Steps "<name>_upload", e.g. large_upload (large_photo) or hd_upload (hd_photo)."""
+    session = Session("light", name, 0)
     client = LightClient(base, deadline, cfg.step_timeout)
 
     def steps() -> None:
         uploader = open_compare_upload_mode(client, session)
-        for photo in range(uploads):
-            upload_photo(client, session, "large_upload", uploader, f"large_{photo}.jpg", large_photo(photo))
+        for i in range(uploads):
+            upload_photo(client, session, f"{name}_upload", uploader, f"{name}_{i}.jpg", photo(i))
 
     return run_light(session, client, steps)
 
@@ -856,10 +1053,15 @@ class FrameClock:
         self.reruns: list[float] = []
         self.finished: list[float] = []
         self.media: list[float] = []
+        self.replicas: set[str] = set()  # the proxy's header on HTTP answers (the websocket's is not seen)
 
     def watch(self, pg: object) -> None:
         pg.on("websocket", self._attach)
         pg.on("requestfinished", self._request_finished)
+        pg.on("response", self._response)
+
+    def _response(self, response: object) -> None:
+        self.replicas.update(v for k, v in response.headers.items() if k.lower() == REPLICA_HEADER.lower())
 
     def _attach(self, ws: object) -> None:
         ws.on("framesent", self._sent)
@@ -994,6 +1196,7 @@ def browser_session(
             session.error = f"{type(err).__name__}: {err}"[:500]
         finally:
             browser.close()
+    session.replicas = sorted(clock.replicas)
     return session
 
 
@@ -1100,6 +1303,23 @@ def group_report(sessions: list[Session]) -> dict[str, object]:
         "error_kinds": dict(collections.Counter(e[:120] for e in errors).most_common(10)),
         "steps": step_stats(sessions),
         "messages": dict(sum((collections.Counter(s.messages) for s in sessions), collections.Counter())),
+        # Stickiness: the replicas the proxy's header named (none: one server, no proxy).
+        "one_replica": sum(len(s.replicas) == 1 for s in sessions),
+        "several_replicas": sum(len(s.replicas) > 1 for s in sessions),
+        "no_replica": sum(not s.replicas for s in sessions),
+        # The waiting line: uploads whose page said how many comparisons were ahead, and the most.
+        "uploads_shown_waiting": sum(bool(st.most_ahead) for s in sessions for st in s.steps),
+        "most_ahead": max((st.most_ahead or 0 for s in sessions for st in s.steps), default=0),
+    }
+
+
+def stickiness(sessions: list[Session]) -> dict[str, object]:
+    """Over every session: how many stayed on one replica, and the sessions each replica served."""
+    used = collections.Counter(r for s in sessions for r in s.replicas)
+    return {
+        "sessions": len(sessions),
+        "one_replica": sum(len(s.replicas) == 1 for s in sessions),
+        "replicas_used": dict(sorted(used.items())),
     }
 
 
@@ -1117,6 +1337,9 @@ def print_group(title: str, report: dict[str, object]) -> None:
         print(f"  {kind:15} {r['n']:4} {r['errors']:4} |        {server} |        {total}")
     for message, count in report["error_kinds"].items():
         print(f"  error x{count}: {message}")
+    if report["uploads_shown_waiting"]:
+        waited = f"{report['uploads_shown_waiting']} uploads showed the waiting line"
+        print(f"  {waited}, at most {report['most_ahead']} comparisons ahead")
 
 
 def print_summary(result: dict[str, object]) -> None:
@@ -1130,14 +1353,27 @@ def print_summary(result: dict[str, object]) -> None:
     for key, title in PHASE_GROUPS:
         if result.get(key):
             print_group(title, result[key]["report"])
+    sticky = result.get("stickiness")
+    if sticky:
+        print(
+            f"\nSticky sessions: {sticky['one_replica']} of {sticky['sessions']} on one replica; "
+            f"replicas used: {sticky['replicas_used']}"
+        )
     mem = result["memory_mib"]
-    print("\nServer memory (VmRSS of the server and its children, MiB):")
+    replicas = int(result["config"].get("replicas", 1))
+    if replicas > 1:
+        print(f"\nServer memory (VmRSS of the {replicas} replicas and their children, summed, MiB):")
+    else:
+        print("\nServer memory (VmRSS of the server and its children, MiB):")
     for key, value in mem.items():
         for name, v in value.items() if isinstance(value, dict) else [(key, value)]:
             print(f"  {name:28} {v}")
     print(f"\nCPU seconds per phase ({os.cpu_count()} cores):")
     for phase, cpu in result["cpu_seconds"].items():
         print(f"  {phase:9} " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
+    hd = result.get("hd")
+    if hd and hd.get("cpu_per_upload_s") is not None:
+        print(f"Server CPU per 1080p upload: {hd['cpu_per_upload_s']} s over {hd['uploads_done']} uploads")
     log = result["server_log"]
     print(f"\nServer log: {log['tracebacks']} tracebacks. Phase times (s): {result['phase_seconds']}")
     if result.get("browsers_skipped"):
@@ -1153,14 +1389,17 @@ def print_summary(result: dict[str, object]) -> None:
 
 
 class LoadTest:
-    """The phases against one server; `result` collects everything for the summary and the JSON."""
+    """The phases against the server (or its replicas); `result` collects everything for the summary
+    and the JSON."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.deadline = Deadline(time.monotonic() + cfg.max_seconds)
         self.base = ""
-        self.proc: subprocess.Popen | None = None
+        self.servers = Servers(cfg.weights, cfg.replicas)
         self.soak_progress = Progress()
+        self.server_cpu: dict[str, float] = {}  # each phase's server CPU seconds, unrounded
+        self.sessions: list[Session] = []  # every phase's, for the stickiness summary
         self.memory: dict[str, float | int | None] = {}
         self.result: dict[str, object] = {
             "config": {k: str(v) for k, v in asdict(cfg).items()},
@@ -1180,22 +1419,30 @@ class LoadTest:
         prepare_photos([0, *range(1, 1 + cfg.clients + cfg.browsers), *soak_photos])  # before any clock runs
         for photo in range(cfg.large_uploads):
             large_photo(photo)
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = start_server(self.cfg.weights, port)
-        log, sampler = ServerLog(self.proc), None
+        for photo in range(cfg.hd_uploads):
+            hd_photo(photo)
+        sampler = None
         try:
-            wait_healthy(self.base, self.proc, min(120.0, self.deadline.left()))
+            self.servers.start(self.deadline)
+            self.base = self.servers.base
             self.note_memory("healthy")
             self.result["phase_seconds"]["server_start"] = round(time.monotonic() - t_start, 1)
-            print(f"server healthy at {self.base} ({self.memory['healthy']} MiB); weights {self.cfg.weights}")
-            sampler = MemorySampler(self.proc.pid, self.soak_progress)
+            if cfg.replicas > 1:
+                where = f"{cfg.replicas} replicas healthy behind HAProxy at {self.base}"
+                print(f"{where} ({self.memory['healthy']} MiB in all); weights {self.cfg.weights}")
+            else:
+                print(f"server healthy at {self.base} ({self.memory['healthy']} MiB); weights {self.cfg.weights}")
+            sampler = MemorySampler(self.servers.rss, self.soak_progress)
             label = self.phase("baseline", sampler, self.baseline)
             self.phase("load", sampler, lambda: self.load(0 if problem else self.cfg.browsers, label))
             if self.cfg.soak_reruns > 0:
                 self.phase("soak", sampler, self.soak)
             if self.cfg.large_uploads > 0:
                 self.phase("large", sampler, self.large)
+            if self.cfg.hd_uploads > 0:
+                self.phase("hd", sampler, self.hd)
+                done = self.result["hd"]["uploads_done"]
+                self.result["hd"]["cpu_per_upload_s"] = round(self.server_cpu["hd"] / done, 2) if done else None
         except (DeadlineExceeded, ServerDied, TimeoutError, RuntimeError) as err:
             self.result["stopped_early"] = f"{type(err).__name__}: {err}"
         finally:
@@ -1203,48 +1450,70 @@ class LoadTest:
                 sampler.stop()
                 self.result["memory_samples"] = sampler.samples
                 self.memory["peak_sampled"] = max((s[3] for s in sampler.samples), default=None)
-            stop_server(self.proc)
-            self.result["server_log"] = {"tracebacks": log.tracebacks, "tail": list(log.tail)[-60:]}
+            self.servers.stop()
+            self.result["server_log"] = self.servers.log_report()
+        if cfg.replicas > 1:
+            self.result["stickiness"] = stickiness(self.sessions)
         self.growth(self.result.get("memory_samples", []))
         self.result["total_seconds"] = round(time.monotonic() - t_start, 1)
         return self.result
 
     def rss(self) -> float:
-        return round(rss_mib(self.proc.pid), 1)
+        return round(self.servers.rss(), 1)
 
     def note_memory(self, key: str) -> float:
-        """VmRSS now, kept under `key`, with its heap and file-backed parts beside it, and what
-        Streamlit counts in its caches (part of the heap)."""
+        """VmRSS at rest (summed over the replicas), kept under `key`, with its heap and file-backed
+        parts beside it, and what Streamlit counts in its caches (part of the heap); with replicas,
+        also the largest replica's VmRSS. At rest: MEMORY_SETTLE_S after the phase, by when the
+        server has given its heavy jobs' working memory back (facecomp.app.server, HeavyPool.IDLE_S)."""
+        if key != "healthy":
+            time.sleep(self.deadline.bound(MEMORY_SETTLE_S))
         self.memory[key] = self.rss()
+        if self.cfg.replicas > 1:
+            self.memory[f"{key}_largest_replica"] = round(self.servers.largest_rss(), 1)
         parts = self.memory.setdefault("parts", {})
         for part in ("RssAnon", "RssFile"):
-            parts[f"{key}_{part}"] = round(rss_mib(self.proc.pid, part), 1)
-        parts[f"{key}_caches"] = streamlit_held_mib(self.base)
+            parts[f"{key}_{part}"] = round(self.servers.rss(part), 1)
+        parts[f"{key}_caches"] = self.servers.held_mib()
         return self.memory[key]
 
     def phase(self, name: str, sampler: MemorySampler, body: Callable[[], object]) -> object:
         self.deadline.bound(1.0)  # no new phase after the deadline: stop early instead
         sampler.phase, t0 = name, time.monotonic()
-        cpu0 = (cpu_seconds(self.proc.pid), time.process_time(), machine_busy_seconds())
+
+        def clocks() -> tuple[float, float, float, float]:
+            return self.servers.cpu(), time.process_time(), machine_busy_seconds(), self.servers.proxy_cpu()
+
+        cpu0 = clocks()
         out = body()
         self.result["phase_seconds"][name] = round(time.monotonic() - t0, 1)
-        server, clients, machine = (
-            b - a for a, b in zip(cpu0, (cpu_seconds(self.proc.pid), time.process_time(), machine_busy_seconds()))
-        )
+        server, clients, machine, proxy = (b - a for a, b in zip(cpu0, clocks()))
+        self.server_cpu[name] = server
         # Where the cores went: the server's share is what the step times can be read against.
-        self.result["cpu_seconds"][name] = {
+        cpu = {
             "wall": self.result["phase_seconds"][name],
             "server": round(server, 1),
             "light_clients": round(clients, 1),
-            "rest_of_machine": round(machine - server - clients, 1),  # Chromium, the OS
         }
-        if self.proc.poll() is not None:  # e.g. -11: a segfault in native code under concurrent use
-            self.result["server_exit_code"] = self.proc.returncode
-            raise ServerDied(f"the server exited with status {self.proc.returncode} during the {name} phase")
+        if self.servers.proxy is not None:
+            cpu["proxy"] = round(proxy, 1)
+        cpu["rest_of_machine"] = round(machine - server - clients - proxy, 1)  # Chromium, the OS
+        self.result["cpu_seconds"][name] = cpu
+        dead = self.servers.exited()  # e.g. -11: a segfault in native code under concurrent use
+        if dead:
+            self.result["server_exit_code"] = next(iter(dead.values())) if self.cfg.replicas == 1 else dead
+            said = ", ".join(f"{who} exited with status {code}" for who, code in dead.items())
+            raise ServerDied(f"{said} during the {name} phase")
         print(f"{name} done in {self.result['phase_seconds'][name]} s; server RSS {self.rss()} MiB", flush=True)
         return out
 
     def record(self, key: str, sessions: list[Session], **extra: object) -> None:
+        if self.cfg.replicas > 1:  # behind the proxy, a session must stay on one replica
+            for s in sessions:
+                if len(s.replicas) != 1 and s.error is None:
+                    where = f"replicas {', '.join(s.replicas)}" if s.replicas else f"no replica (no {REPLICA_HEADER})"
+                    s.error = f"not sticky: answered by {where}"
+        self.sessions += sessions
         self.result[key] = {**extra, "report": group_report(sessions), "sessions": [asdict(s) for s in sessions]}
 
     def baseline(self) -> str:
@@ -1315,14 +1584,23 @@ class LoadTest:
     def large(self) -> None:
         """Photos of 39 megapixels (120 MB decoded each): what the app keeps of a photo must not
         grow with its size, whatever the number of photos its caches hold."""
-        self.record("large", [large_session(self.base, self.cfg.large_uploads, self.cfg, self.deadline)])
+        self.record(
+            "large", [series_session(self.base, "large", large_photo, self.cfg.large_uploads, self.cfg, self.deadline)]
+        )
         self.note_memory("after_large")
+
+    def hd(self) -> None:
+        """1920x1080 photos, as most phones and screenshots make them: the server's CPU per upload."""
+        session = series_session(self.base, "hd", hd_photo, self.cfg.hd_uploads, self.cfg, self.deadline)
+        done = sum(st.kind == "hd_upload" and st.error is None for st in session.steps)
+        self.record("hd", [session], uploads_done=done)
+        self.note_memory("after_hd")
 
     def growth(self, samples: list[tuple[float, str, int, float]]) -> None:
         """Growth after the warm-up (all models loaded): the caches are bounded, so it should be small,
         and it should stop once they are full: the soak's second half should add next to nothing."""
         warm = self.memory.get("after_warmup")
-        for key in ("after_load", "after_soak", "after_large"):
+        for key in ("after_load", "after_soak", "after_large", "after_hd"):
             if warm and self.memory.get(key):
                 self.memory[f"growth_{key}_pct"] = round(100 * (self.memory[key] - warm) / warm, 1)
         done, end = self.memory.get("soak_uploads_done"), self.memory.get("after_soak")
@@ -1336,6 +1614,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     plan = f"{cfg.clients} light clients, {cfg.browsers} browsers, {cfg.slider_moves} slider moves"
     plan += f", think {cfg.think:g} s, ramp {cfg.ramp:g} s"
+    if cfg.hd_uploads:
+        plan += f", {cfg.hd_uploads} 1080p uploads"
+    if cfg.replicas > 1:
+        plan += f"; {cfg.replicas} replicas behind HAProxy"
     print(f"load test: {plan}, {cfg.soak_reruns} soak uploads; deadline {cfg.max_seconds:.0f} s", flush=True)
     result = LoadTest(cfg).run()
     print_summary(result)

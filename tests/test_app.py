@@ -403,10 +403,10 @@ def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:
     assert image_urls(at)[:2] == before[:2] and image_urls(at) != before  # start face kept, B and the morph new
 
 
-def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
-    """A photo's detection must not queue behind comparisons that arrived before it."""
+def _blocked_pool() -> tuple[server.HeavyPool, threading.Event]:
+    """A one-worker pool whose worker is busy until the returned event is set."""
     pool = server.HeavyPool(1, lambda: None)
-    started, release, order = threading.Event(), threading.Event(), []
+    started, release = threading.Event(), threading.Event()
 
     def blocker() -> None:
         started.set()
@@ -414,15 +414,69 @@ def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
 
     pool.submit(blocker, server.HeavyPool.LONG)
     assert started.wait(10)
-    futures = [pool.submit(lambda n=n: order.append(n), server.HeavyPool.LONG) for n in ("long 1", "long 2")]
-    futures.append(pool.submit(lambda: order.append("quick"), server.HeavyPool.QUICK))
+    return pool, release
+
+
+def test_heavy_pool_runs_quick_jobs_before_waiting_long_ones() -> None:
+    """A photo's detection must not queue behind comparisons that arrived before it."""
+    pool, release = _blocked_pool()
+    order = []
+    tickets = [pool.submit(lambda n=n: order.append(n), server.HeavyPool.LONG) for n in ("long 1", "long 2")]
+    tickets.append(pool.submit(lambda: order.append("quick"), server.HeavyPool.QUICK))
     failing = pool.submit(lambda: 1 / 0, server.HeavyPool.LONG)
     release.set()
-    for future in futures:
-        future.result(10)
+    for ticket in tickets:
+        ticket.future.result(10)
     assert order == ["quick", "long 1", "long 2"]
     with pytest.raises(ZeroDivisionError):
-        failing.result(10)
+        failing.future.result(10)
+
+
+def test_a_waiting_job_hears_how_many_are_ahead_of_it() -> None:
+    """The waiting line: the running job and those queued before count; quick ones jump the line."""
+    pool, release = _blocked_pool()
+    first, second = (pool.submit(lambda: None, server.HeavyPool.LONG) for _ in range(2))
+    assert (first.ahead(), second.ahead()) == (1, 2)
+    quick = pool.submit(lambda: None, server.HeavyPool.QUICK)
+    assert (quick.ahead(), second.ahead()) == (1, 3)
+    heard: list[int] = []
+    threading.Timer(0.6, release.set).start()
+    assert server.wait(second, heard.append) is None
+    assert heard and heard[0] == 3 and heard == sorted(heard, reverse=True)
+    assert second.ahead() == 0
+
+
+def test_shared_results_compute_once_and_forget_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sessions asking for one comparison share one computation; one that raised is tried again."""
+    pool, release = _blocked_pool()
+    monkeypatch.setattr(server, "_heavy_pool", pool)
+    shared, calls = server.SharedResults(max_entries=2), []
+    results: list[object] = []
+
+    def work() -> str:
+        calls.append(1)
+        return "done"
+
+    askers = [threading.Thread(target=lambda: results.append(shared.get("face", work))) for _ in range(3)]
+    for asker in askers:
+        asker.start()
+    release.set()
+    for asker in askers:
+        asker.join(10)
+    assert results == ["done"] * 3 and len(calls) == 1
+    tries = []
+
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise OSError("once")
+        return "again"
+
+    with pytest.raises(OSError):
+        shared.get("other", flaky)
+    assert shared.get("other", flaky) == "again" and len(tries) == 2
+    shared.get("third", work)
+    assert shared.get("face", work) == "done" and len(calls) == 3  # "face" was the oldest of three: dropped
 
 
 # ---- the first page from disk -----------------------------------------------------

@@ -17,7 +17,7 @@ from facecomp.faces import FaceBox, ImageLoadError
 from facecomp.latent import explorer
 from facecomp.measure import charts, metrics, tables
 from facecomp.result import Result
-from facecomp.visual import display_png, draw_boxes, error_map, png_bytes, to_pil, to_tensor, upscale
+from facecomp.visual import display_png, draw_boxes, error_map, fit_width, png_bytes, to_pil, to_tensor, upscale
 from facecomp.weights import load_model
 from tests.appdata import ASTRONAUT, fake_evaluation, make_weights_dir
 
@@ -185,6 +185,16 @@ def test_draw_boxes_fits_the_width() -> None:
     photo = Image.new("RGB", (1200, 800), "white")
     shown = draw_boxes(photo, [FaceBox(100, 100, 200, 200), FaceBox(600, 10, 100, 100)], selected=1, width=600)
     assert shown.size == (600, 400)
+    for width in (960, 1000, 1333):  # a whole-factor reduction, then a resampling, or both
+        assert fit_width(Image.new("RGB", (1920, 1080)), width).size == (min(width, 1920), round(1080 * width / 1920))
+
+
+def test_draw_boxes_leaves_a_cached_preview_alone() -> None:
+    """A preview no wider than the page's width is drawn on a copy: the cache keeps it without boxes."""
+    preview = Image.new("RGB", (960, 540), "white")
+    shown = draw_boxes(preview, [FaceBox(100, 100, 200, 200)], width=960)
+    assert shown.size == preview.size and shown.getextrema() != preview.getextrema()
+    assert preview.getextrema() == ((255, 255),) * 3
 
 
 def test_slerp_endpoints_and_norm() -> None:

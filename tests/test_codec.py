@@ -105,14 +105,19 @@ def _probed(sizes: list[int]) -> tuple[Callable[[int], int], list[int]]:
     st.lists(st.integers(0, 400), min_size=1, max_size=64),
     st.integers(50, 20_000),
     st.floats(1.01, 1.5),
+    st.one_of(st.none(), st.integers(-5, 70)),
 )
-def test_quality_search_finds_the_highest_fitting_quality(steps: list[int], max_bytes: int, growth: float) -> None:
-    """Any sizes that grow with quality (flat stretches and jumps too) and any growth guess: the
-    search finds what trying every quality would, and asks for each size at most once."""
+def test_quality_search_finds_the_highest_fitting_quality(
+    steps: list[int], max_bytes: int, growth: float, start: int | None
+) -> None:
+    """Any sizes that grow with quality (flat stretches and jumps too), any growth guess and any
+    first guess (in range or not): the search finds what trying every quality would, and asks
+    for each size at most once."""
     sizes = [100 + sum(steps[: q + 1]) for q in range(len(steps))]
     size_at, asked = _probed(sizes)
     fitting = [q for q, size in enumerate(sizes) if size <= max_bytes]
-    assert highest_fitting(size_at, 0, len(sizes) - 1, max_bytes, growth) == (max(fitting) if fitting else None)
+    found = highest_fitting(size_at, 0, len(sizes) - 1, max_bytes, growth, start)
+    assert found == (max(fitting) if fitting else None)
     assert len(asked) == len(set(asked))
 
 
@@ -123,6 +128,9 @@ def test_quality_search_takes_few_probes_on_geometric_sizes() -> None:
         found = highest_fitting(size_at, 0, 40, max_bytes, 1.07)
         assert found == max(q for q, size in enumerate(sizes) if size <= max_bytes)
         assert len(asked) <= 4, (max_bytes, asked)
+        size_at, asked = _probed(sizes)  # started at the answer (the last face's, say): two probes
+        assert highest_fitting(size_at, 0, 40, max_bytes, 1.07, start=found) == found
+        assert len(asked) <= 2, (max_bytes, asked)
 
 
 def test_estimate_is_close_to_the_real_size(models) -> None:

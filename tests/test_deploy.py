@@ -101,3 +101,17 @@ def test_image_keeps_homes_example(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert out.returncode == 0, out.stderr
     kept = first_page.read(SHIPPED_WEIGHTS_DIR)
     assert kept is not None and [r.name for r in kept.results] == ["Original", "AE", "VAE"]
+
+
+def test_compose_sends_the_proxy_to_the_apps_port() -> None:
+    """compose.yaml's replicas are the Dockerfile's app, and HAProxy (deploy/) listens where compose
+    publishes it and sends to the port the app exposes, under the service name compose gives it."""
+    compose = (ROOT / "compose.yaml").read_text()
+    proxy = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    proxy_image = (ROOT / "deploy" / "proxy.Dockerfile").read_text()
+    (app_port,) = instructions("EXPOSE")
+    assert re.search(rf"^\s+server-template app \S+ app:{app_port} ", proxy, re.M)
+    assert re.search(rf"^  app:\n(    .*\n|\n)*?    expose:\n      - \"{app_port}\"", compose, re.M)
+    (listen,) = re.findall(r"^\s+bind :(\d+)$", proxy, re.M)
+    assert re.search(rf":{listen}\"$", compose, re.M)  # the published port maps to where HAProxy listens
+    assert "COPY haproxy.cfg" in proxy_image and f"EXPOSE {listen}" in proxy_image

@@ -22,6 +22,8 @@ from facecomp.weights import export_detail, load_models, tensors_to_file
 
 from .conftest import generated_faces, make_tiny_weights
 
+SHIPPED = Path(__file__).resolve().parent.parent / "weights"
+
 TINY_DETAIL = {"channels": 8, "latent_channels": 8, "hyper_channels": 4, "context_channels": 4}
 
 
@@ -251,3 +253,29 @@ def test_export_refuses_a_tampered_file(detail_weights, tmp_path):
 
     with pytest.raises(WeightsError, match="do not match"):
         load_models(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHIPPED / "vae.safetensors").exists(), reason="no shipped weights")
+def test_budget_search_shortcuts_pick_the_files_the_full_search_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the shipped weights (whose detail layer wins from ~128 bytes up) on the built-in
+    photos' faces: the search that skips what cannot win and starts at the last face's quality
+    gives the full search's files, byte for byte, and does skip at the larger budgets."""
+    from facecomp import comparison
+    from facecomp.visual import to_tensor
+
+    shipped = load_models(SHIPPED)[0]
+    photos = [comparison.open_photo(read()) for read in comparison.BUILTIN_PHOTOS.values()]
+    faces = [to_tensor(comparison.choose_crop(photo, 0)) for photo in photos]
+    ranked, rank, skipped = [], budget.base_candidates, 0
+    monkeypatch.setattr(budget, "base_candidates", lambda *args: ranked.append(args[2]) or rank(*args))
+    for x in faces:
+        for max_bytes in (48, 128, 256, 1024):
+            ranked.clear()
+            quick = budget.compress_within(shipped, x, max_bytes).data
+            skipped += not ranked
+            with monkeypatch.context() as full:
+                full.setattr(budget, "DETAIL_CLEARLY_AHEAD", -1.0)
+                full.setattr(budget, "_last_detail_quality", {})
+                assert budget.compress_within(shipped, x, max_bytes).data == quick, max_bytes
+    assert skipped >= 2 * len(faces)  # at 256 and 1,024 bytes no base-only candidate was decoded

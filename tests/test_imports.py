@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_FREE = [
     "facecomp.spec",
+    "facecomp.hardware",
     "facecomp.result",
     "facecomp.weight_files",
     "facecomp.app.frame",

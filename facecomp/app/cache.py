@@ -9,6 +9,8 @@ weights folder is another key, so nothing computed with the old weights is shown
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,7 +28,7 @@ from ..spec import CLASSIC_FORMATS
 from ..visual import display_png, enlarge, error_map, png_bytes
 from ..weight_files import default_weights_dir, file_stamp, weights_files
 from ..weights import WeightsError, load_models
-from .server import run_heavy
+from .server import SharedResults, run_heavy
 
 # ---- models -------------------------------------------------------------------------
 
@@ -71,25 +73,33 @@ def kept_photo(data: bytes) -> comparison.KeptPhoto:
     return run_heavy(comparison.keep_photo, data, quick=True)
 
 
-# A comparison is ~0.55 MB once pickled (pictures and their PNGs): 16 of them, the recent budgets and
-# latent sizes of a few visitors.
-@st.cache_data(max_entries=16, show_spinner="Compressing and measuring identity…")
-def cached_comparison(
-    _models: Models,
+# A comparison is ~0.55 MB (pictures and their PNGs): 16 of them, the recent budgets and latent
+# sizes of a few visitors. Not st.cache_data: a waiting page hears its place in the line
+# (on_wait), and sessions that ask for one comparison at once share one computation.
+_comparisons = SharedResults(max_entries=16)
+
+
+def comparison_results(
+    models: Models,
     key: str,
     crop_png: bytes,
     max_bytes: int,
     latent: int | None = None,
     classic: tuple[str, ...] = CLASSIC_FORMATS,
     identity: bool = True,
+    on_wait: Callable[[int], None] | None = None,
 ) -> list[Result]:
-    """comparison.compare on a crop given as PNG bytes: every file at most max_bytes (latent None: automatic).
+    """comparison.compare on a crop given as PNG bytes: every file at most max_bytes (latent None:
+    automatic). on_wait(jobs ahead) is called while it waits (server.wait).
 
     identity False skips the identity check (its models take ~0.2 s to load on a cold start).
     """
-    return run_heavy(
-        comparison.compare, load_image(crop_png), _models, max_bytes, classic, latent=latent, measure=identity
-    )
+    job = (key, hashlib.sha256(crop_png).digest(), max_bytes, latent, tuple(classic), identity)
+
+    def work() -> list[Result]:
+        return comparison.compare(load_image(crop_png), models, max_bytes, classic, latent=latent, measure=identity)
+
+    return _comparisons.get(job, work, on_wait)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

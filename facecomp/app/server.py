@@ -7,6 +7,7 @@ first page drawn from disk runs without it (first_page).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import itertools
@@ -14,7 +15,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -57,37 +58,83 @@ if _LIBC is not None:
 # ---- heavy work -----------------------------------------------------------------------
 
 
+class Ticket:
+    """A heavy job handed to the pool: its future, and how many jobs are ahead of it."""
+
+    def __init__(self, pool: HeavyPool, priority: int, order: int) -> None:
+        self.future: Future = Future()
+        self._pool, self.place = pool, (priority, order)  # its place in the pool's queue
+
+    def ahead(self) -> int:
+        """Jobs that will finish before this one starts: those running and those queued before it
+        (0 once it runs)."""
+        return self._pool.ahead_of(self.place)
+
+
 class HeavyPool:
     """Worker threads for heavy jobs: quick ones (a photo's face detection, ~0.1 s) first, then
     the rest in the order they arrive.
 
-    An upload needs a detection and then a comparison (~1 CPU-second). Taken strictly in order,
-    its detection would wait behind every comparison queued before it, and its comparison then
-    behind those queued meanwhile: two waits per upload when many visitors upload at once.
+    An upload needs a detection and then a comparison. Taken strictly in order, its detection
+    would wait behind every comparison queued before it, and its comparison then behind those
+    queued meanwhile: two waits per upload when many visitors upload at once.
     """
 
     QUICK, LONG = 0, 1
+    IDLE_S = 2.0
 
-    def __init__(self, workers: int, initializer: Callable[[], None]) -> None:
+    def __init__(
+        self, workers: int, initializer: Callable[[], None], when_idle: Callable[[], None] = lambda: None
+    ) -> None:
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._when_idle = when_idle  # run once the pool has had nothing to do for IDLE_S seconds
+        self._finished = 0  # jobs done so far: tells an idle check whether another job came meanwhile
         self._order = itertools.count()  # FIFO within a priority; never compares two jobs
+        self._lock = threading.Lock()
+        self._queued: set[tuple[int, int]] = set()  # (priority, order) of jobs not started yet
+        self._running: set[tuple[int, int]] = set()
         for i in range(workers):
             threading.Thread(target=self._serve, args=(initializer,), name=f"heavy_{i}", daemon=True).start()
 
-    def submit(self, job: Callable[[], T], priority: int) -> Future:
-        future: Future = Future()
-        self._jobs.put((priority, next(self._order), job, future))
-        return future
+    def submit(self, job: Callable[[], T], priority: int) -> Ticket:
+        ticket = Ticket(self, priority, next(self._order))
+        with self._lock:
+            self._queued.add(ticket.place)
+        self._jobs.put((*ticket.place, job, ticket))
+        return ticket
+
+    def ahead_of(self, place: tuple[int, int]) -> int:
+        with self._lock:
+            if place not in self._queued:
+                return 0
+            return len(self._running) + sum(other < place for other in self._queued)
 
     def _serve(self, initializer: Callable[[], None]) -> None:
         initializer()
         while True:
-            _, _, job, future = self._jobs.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(job())
-                except BaseException as err:  # handed to the waiting script thread, which raises it
-                    future.set_exception(err)
+            priority, order, job, ticket = self._jobs.get()
+            with self._lock:
+                self._queued.discard((priority, order))
+                self._running.add((priority, order))
+            try:
+                if ticket.future.set_running_or_notify_cancel():
+                    try:
+                        ticket.future.set_result(job())
+                    except BaseException as err:  # handed to the waiting script thread, which raises it
+                        ticket.future.set_exception(err)
+            finally:
+                with self._lock:
+                    self._running.discard((priority, order))
+                    self._finished += 1
+                    finished, idle = self._finished, not self._running and not self._queued
+                if idle:
+                    threading.Timer(self.IDLE_S, self._if_still_idle, args=(finished,)).start()
+
+    def _if_still_idle(self, finished: int) -> None:
+        with self._lock:
+            idle = self._finished == finished and not self._running and not self._queued
+        if idle:
+            self._when_idle()
 
 
 # Work that takes a core for a second or more (a Compare run, sample grids, a morph GIF) and a
@@ -95,23 +142,70 @@ class HeavyPool:
 # visitors upload at once, a slider move (in its own script thread) competes with at most this
 # many jobs for the CPU, and goes first.
 HEAVY_SLOTS = max(1, os.cpu_count() or 1)
-_heavy_pool = HeavyPool(HEAVY_SLOTS, functools.partial(comparison.background_thread, INFERENCE_THREADS))
+
+
+def _give_memory_back() -> None:
+    """Return the memory the jobs freed to the system: a batched decode's activations take ~25 MB
+    each, and glibc keeps freed blocks that size for reuse (its mmap threshold grows as they are
+    freed). Only once the pool has been idle a while (HeavyPool.IDLE_S): trimmed after every
+    job, the next one faulted its working memory in afresh, ~10% of a comparison's CPU time."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+_heavy_pool = HeavyPool(
+    HEAVY_SLOTS, functools.partial(comparison.background_thread, INFERENCE_THREADS), _give_memory_back
+)
+WAIT_POLL_S = 0.25  # how often a waiting page hears its place in the line
+
+
+def submit_heavy(work: Callable[..., T], *args: object, quick: bool = False, **kwargs: object) -> Ticket:
+    """work(*args, **kwargs) queued for a heavy-work thread (quick: ahead of the long jobs waiting)."""
+    return _heavy_pool.submit(functools.partial(work, *args, **kwargs), HeavyPool.QUICK if quick else HeavyPool.LONG)
+
+
+def wait(ticket: Ticket, on_wait: Callable[[int], None] | None = None) -> T:
+    """The job's result; meanwhile on_wait(jobs ahead) every WAIT_POLL_S seconds. A page passes
+    one that writes to it: each write also lets Streamlit stop the wait for a newer rerun."""
+    while on_wait is not None:
+        try:
+            return ticket.future.result(timeout=WAIT_POLL_S)
+        except TimeoutError:
+            on_wait(ticket.ahead())
+    return ticket.future.result()
 
 
 def run_heavy(work: Callable[..., T], *args: object, quick: bool = False, **kwargs: object) -> T:
-    """work(*args, **kwargs) on a heavy-work thread (quick: ahead of the long jobs waiting);
-    then the memory it freed goes back to the system. A batched decode's activations take
-    ~25 MB each, and glibc keeps freed blocks that size for reuse (its mmap threshold grows as
-    they are freed)."""
+    """work(*args, **kwargs) on a heavy-work thread, waited for (see submit_heavy)."""
+    return wait(submit_heavy(work, *args, quick=quick, **kwargs))
 
-    def job() -> T:
+
+class SharedResults:
+    """Results of heavy jobs by key, shared by every session: a job asked for while it runs or
+    waits is joined, not queued again; the latest `max_entries` results are kept. A job that
+    raised is forgotten, so that the next request tries again."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._tickets: collections.OrderedDict[Hashable, Ticket] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, work: Callable[[], T], on_wait: Callable[[int], None] | None = None) -> T:
+        with self._lock:
+            ticket = self._tickets.get(key)
+            if ticket is None:
+                ticket = self._tickets[key] = submit_heavy(work)
+                while len(self._tickets) > self.max_entries:
+                    self._tickets.popitem(last=False)
+            self._tickets.move_to_end(key)
         try:
-            return work(*args, **kwargs)
-        finally:
-            if _LIBC is not None:
-                _LIBC.malloc_trim(0)
-
-    return _heavy_pool.submit(job, HeavyPool.QUICK if quick else HeavyPool.LONG).result()
+            return wait(ticket, on_wait)
+        except Exception:
+            if ticket.future.done():
+                with self._lock:
+                    if self._tickets.get(key) is ticket:
+                        del self._tickets[key]
+            raise
 
 
 # ---- the script threads ---------------------------------------------------------------

@@ -25,7 +25,7 @@ def _home_example(key: str) -> first_page.Example:
     """Computed once per weights and kept on disk for the next start (first_page)."""
     models, cards = cache.loaded_models(key)
     crop_png = cache.kept_photo(comparison.builtin_photo_bytes(HOME_EXAMPLE)).crop_png(0)
-    results = cache.cached_comparison(models, key, crop_png, HOME_BUDGET, classic=(), identity=False)
+    results = cache.comparison_results(models, key, crop_png, HOME_BUDGET, classic=(), identity=False)
     example = first_page.Example(HOME_EXAMPLE, HOME_BUDGET, crop_png, results, cards)
     folder = default_weights_dir()
     first_page.save(folder, weights_files(folder), example)

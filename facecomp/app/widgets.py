@@ -3,6 +3,8 @@ a seed) and which face of a photo to use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import streamlit as st
@@ -102,3 +104,21 @@ def pick_crop(
         shown = draw_boxes(photo.preview, photo.boxes, face, photo_width, source_width=photo.width)
         (photo_box or st).image(shown, width="stretch")
     return photo.crop_png(face)
+
+
+def waiting_text(ahead: int, working: str) -> str:
+    """What a visitor waiting for a heavy job reads: their place in the line, or `working` once it runs."""
+    if ahead == 0:
+        return working
+    if ahead == 1:
+        return "1 comparison ahead of yours: yours starts after it."
+    return f"{ahead} comparisons ahead of yours: yours starts after them."
+
+
+@contextmanager
+def waiting_line(working: str = "Compressing and measuring identity…") -> Iterator[Callable[[int], None]]:
+    """A line on the page for a heavy job's on_wait (server.wait): shown only while the job
+    waits or runs past the first poll, then removed."""
+    box = st.empty()
+    yield lambda ahead: box.info(waiting_text(ahead, working), icon=":material/hourglass_top:")
+    box.empty()

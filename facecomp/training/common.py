@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from ..data import CropCache
+from ..hardware import cpu_has_bfloat16
 from ..weight_files import sha256_file
 
 # Where it runs ----------------------------------------------------------------------------------
@@ -80,9 +81,12 @@ def hardware(device: torch.device | str) -> str:
 
 
 def autocast(device: torch.device | str, on_gpu: bool = False) -> torch.autocast:
-    """bfloat16 autocast on a CPU (its fast path there) and, with `on_gpu`, on any other device too."""
+    """bfloat16 autocast on a CPU with bfloat16 instructions (its fast path there; elsewhere
+    emulated and slower than float32: hardware.cpu_has_bfloat16) and, with `on_gpu`, on any
+    other device too."""
     device = torch.device(device)
-    return torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cpu" or on_gpu)
+    on = cpu_has_bfloat16() if device.type == "cpu" else on_gpu
+    return torch.autocast(device.type, torch.bfloat16, enabled=on)
 
 
 def to_float(batch: torch.Tensor, device: torch.device | str) -> torch.Tensor:
