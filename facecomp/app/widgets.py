@@ -120,5 +120,7 @@ def waiting_line(working: str = "Compressing and measuring identity…") -> Iter
     """A line on the page for a heavy job's on_wait (server.wait): shown only while the job
     waits or runs past the first poll, then removed."""
     box = st.empty()
-    yield lambda ahead: box.info(waiting_text(ahead, working), icon=":material/hourglass_top:")
-    box.empty()
+    try:
+        yield lambda ahead: box.info(waiting_text(ahead, working), icon=":material/hourglass_top:")
+    finally:
+        box.empty()

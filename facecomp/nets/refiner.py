@@ -73,20 +73,21 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, width, 4, 2, 1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 4 * width, 4, 2, 1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(4 * width, 4 * width, 3, 1, 1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(4 * width, 1, 3, 1, 1),
-        )
+        widths = (3, width, 2 * width, 4 * width)
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1) for a, b in zip(widths, widths[1:]))
+        self.mid = nn.Conv2d(4 * width, 4 * width, 3, 1, 1)
+        self.out = nn.Conv2d(4 * width, 1, 3, 1, 1)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each hidden layer's activations (at 64, 32, 16 and 16 pixels), then the patch logits."""
+        found, h = [], x * 2 - 1
+        for conv in (*self.down, self.mid):
+            h = F.leaky_relu(conv(h), 0.2)
+            found.append(h)
+        return [*found, self.out(h)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x * 2 - 1)
+        return self.features(x)[-1]
 
 
 def low_pass(x: torch.Tensor, factor: int = 4) -> torch.Tensor:

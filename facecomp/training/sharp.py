@@ -11,7 +11,11 @@ morph midpoints and sampled codes, from both models. They are decoded once into 
                  on real crops every `r1_every` steps (Mescheder et al. 2018)
   refiner        adversarial term (ramped up from zero, so it starts as the MSE decoder) plus
                  `keep_weight` x L1 between the 4x4-averaged refined and MSE pictures: the refiner
-                 adds detail and leaves the coarse picture, and with it the person, where it was
+                 adds detail and leaves the coarse picture, and with it the person, where it was;
+                 plus, for the pictures that stand for a known face (reconstructions and files),
+                 `match_weight` x feature matching (pix2pixHD): L1 between the discriminator's
+                 hidden activations of the refined picture and of that face, so that the detail
+                 added is the detail such a face has, not any texture that passes the critic
 An exponential moving average of the refiner's weights is what gets exported.
 """
 
@@ -40,6 +44,7 @@ from .common import CardNames, autocast, load_crops, to_float, training_card
 
 # How the pool's pictures are made, and how often (shares sum to 1).
 POOL_MIX = {"reconstruction": 0.3, "file": 0.25, "edit": 0.15, "morph": 0.1, "sample": 0.2}
+PAIRED = ("reconstruction", "file")  # kinds whose picture stands for its own training crop
 FILE_BUDGETS = (32, 48, 64, 96, 128, 192)
 CPU = torch.device("cpu")  # train-sharp runs in the background on the CPU
 # The sharp card's names for what every training card records (common.CardNames).
@@ -56,6 +61,7 @@ class SharpTrainConfig:
     adv_weight: float = 1.0  # the adversarial term's weight once ramped up
     adv_warmup_steps: int = 1000  # steps over which it rises linearly from zero
     keep_weight: float = 20.0  # L1 of the 4x4-averaged picture against the MSE picture
+    match_weight: float = 10.0  # feature matching against the face a reconstruction or file stands for
     r1_gamma: float = 1.0  # weight of the R1 penalty (gradient norm of the critic on real crops)
     r1_every: int = 4  # steps between R1 penalties (each counted r1_every times)
     ema: float = 0.999  # decay of the exported moving average of the refiner's weights
@@ -101,31 +107,34 @@ def pool_codes(loaded: LoadedModel, codes: torch.Tensor, kinds: list[str], rng: 
     return out
 
 
-def build_pool(models: dict[str, LoadedModel], crops: torch.Tensor, seed: int) -> torch.Tensor:
-    """(N, 3, 128, 128) uint8 MSE pictures, one per training crop, alternating the models."""
+def build_pool(models: dict[str, LoadedModel], crops: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, 128, 128) uint8 MSE pictures, one per training crop, alternating the models, and
+    whether each stands for its crop (PAIRED)."""
     rng = np.random.default_rng(seed)
     names, shares = list(POOL_MIX), list(POOL_MIX.values())
-    pool = torch.zeros_like(crops)
+    pool, paired = torch.zeros_like(crops), torch.zeros(len(crops), dtype=torch.bool)
     for m, (kind, model) in enumerate(sorted(models.items())):
         rows = torch.arange(m, len(crops), len(models))
         codes = all_codes(model.network, crops[rows])
         kinds = list(rng.choice(names, size=len(rows), p=shares))
+        paired[rows] = torch.tensor([k in PAIRED for k in kinds])
         made = pool_codes(model, codes, kinds, rng)
         for start in range(0, len(rows), 256):
             pictures = preview_decode(model.network, made[start : start + 256])
             pool[rows[start : start + 256]] = (pictures * 255).round().to(torch.uint8)
         print(f"pool: {len(rows)} {kind} pictures", flush=True)
-    return pool
+    return pool, paired
 
 
-def load_or_build_pool(cfg: SharpTrainConfig, crops: torch.Tensor) -> torch.Tensor:
-    path = Path(cfg.out) / "pool.npy"
-    if path.exists():
-        return torch.from_numpy(np.load(path))
+def load_or_build_pool(cfg: SharpTrainConfig, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    path, paired_path = Path(cfg.out) / "pool.npy", Path(cfg.out) / "pool_paired.npy"
+    if path.exists() and paired_path.exists():
+        return torch.from_numpy(np.load(path)), torch.from_numpy(np.load(paired_path))
     models, _ = load_models()
-    pool = build_pool(models, crops, cfg.seed)
+    pool, paired = build_pool(models, crops, cfg.seed)
     np.save(path, pool.numpy())
-    return pool
+    np.save(paired_path, paired.numpy())
+    return pool, paired
 
 
 # Training -----------------------------------------------------------------------------------------
@@ -161,7 +170,7 @@ def train_sharp(cfg: SharpTrainConfig) -> Path:
     out = Path(cfg.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     crops = load_crops(cfg.data)
-    pool = load_or_build_pool(cfg, crops)
+    pool, paired = load_or_build_pool(cfg, crops)
     nets = build_networks(cfg)
     last = out / "last.ckpt.safetensors"
     meta = load_checkpoint(last, *nets.checkpointed()) if last.exists() else {"step": 0, "minutes": 0.0, "log": []}
@@ -171,7 +180,7 @@ def train_sharp(cfg: SharpTrainConfig) -> Path:
     generator = torch.Generator().manual_seed(cfg.seed + step)
     fixed = to_float(pool[torch.arange(0, len(pool), len(pool) // 8)[:8]], CPU)
     real_check = to_float(crops[torch.randperm(len(crops), generator=generator)[:256]], CPU)
-    started, last_save, running = time.time(), time.time(), {"d": 0.0, "adv": 0.0, "keep": 0.0}
+    started, last_save, running = time.time(), time.time(), {"d": 0.0, "adv": 0.0, "keep": 0.0, "match": 0.0}
 
     def minutes() -> float:  # this run's and every earlier session's
         return minutes_before + (time.time() - started) / 60
@@ -180,8 +189,8 @@ def train_sharp(cfg: SharpTrainConfig) -> Path:
         save_checkpoint(last, *nets.checkpointed(), dict(meta, step=step, minutes=minutes(), config=asdict(cfg)))
 
     while time.time() - started < cfg.minutes * 60:
-        x_in, real = training_pair(pool, crops, cfg.batch_size, generator)
-        losses = train_step(cfg, nets, x_in, real, step)
+        batch = training_batch(pool, paired, crops, cfg.batch_size, generator)
+        losses = train_step(cfg, nets, batch, step)
         step += 1
         for key, value in losses.items():
             running[key] = 0.98 * running[key] + 0.02 * float(value.detach())
@@ -198,22 +207,33 @@ def train_sharp(cfg: SharpTrainConfig) -> Path:
     return export_refiner(nets.ema, out / "sharp.safetensors", dict(meta, step=step, minutes=minutes()), cfg)
 
 
-def training_pair(
-    pool: torch.Tensor, crops: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of MSE pictures to refine and one of real crops, each picture mirrored at random."""
-    x_in = to_float(_flip(pool[torch.randint(len(pool), (batch_size,), generator=generator)], generator), CPU)
-    real = to_float(_flip(crops[torch.randint(len(crops), (batch_size,), generator=generator)], generator), CPU)
-    return x_in, real
+@dataclass
+class Batch:
+    x_in: torch.Tensor  # MSE pictures to refine
+    source: torch.Tensor  # the training crop each picture was made from (mirrored alike)
+    paired: torch.Tensor  # (N,) bool: the picture stands for its source (PAIRED)
+    real: torch.Tensor  # other real crops, for the discriminator
 
 
-def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(len(x), generator=generator) < 0.5
+def training_batch(
+    pool: torch.Tensor, paired: torch.Tensor, crops: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Batch:
+    """MSE pictures with their source crops, and real crops, each mirrored at random."""
+    rows = torch.randint(len(pool), (batch_size,), generator=generator)
+    flip = torch.rand(batch_size, generator=generator) < 0.5
+    x_in, source = (to_float(_flip(t[rows], flip), CPU) for t in (pool, crops))
+    real = crops[torch.randint(len(crops), (batch_size,), generator=generator)]
+    real_flip = torch.rand(batch_size, generator=generator) < 0.5
+    return Batch(x_in, source, paired[rows], to_float(_flip(real, real_flip), CPU))
+
+
+def _flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return torch.where(flip.reshape(-1, 1, 1, 1), x.flip(3), x)
 
 
-def train_step(cfg: SharpTrainConfig, nets: Networks, x_in: torch.Tensor, real: torch.Tensor, step: int) -> dict:
-    """A discriminator step, a refiner step, then the moving average; returns the three loss terms."""
+def train_step(cfg: SharpTrainConfig, nets: Networks, batch: Batch, step: int) -> dict:
+    """A discriminator step, a refiner step, then the moving average; returns the loss terms."""
+    x_in, real = batch.x_in, batch.real
     with autocast(CPU):
         fake = nets.refiner(x_in)
         d_loss = F.softplus(-nets.disc(real)).mean() + F.softplus(nets.disc(fake.detach())).mean()
@@ -221,17 +241,30 @@ def train_step(cfg: SharpTrainConfig, nets: Networks, x_in: torch.Tensor, real: 
     (d_loss.float() + r1_penalty(cfg, nets.disc, real, step)).backward()
     nets.opt_d.step()
     with autocast(CPU):
-        adv = F.softplus(-nets.disc(fake)).float().mean()
+        fake_features = nets.disc.features(fake)
+        adv = F.softplus(-fake_features[-1]).float().mean()
+        match = feature_match(nets.disc, fake_features[:-1], batch) if cfg.match_weight else torch.zeros(())
     keep = (low_pass(fake.float()) - low_pass(x_in)).abs().mean()
     ramp = min(1.0, step / max(1, cfg.adv_warmup_steps))
-    g_loss = ramp * cfg.adv_weight * adv + cfg.keep_weight * keep
+    g_loss = ramp * (cfg.adv_weight * adv + cfg.match_weight * match) + cfg.keep_weight * keep
     nets.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     nets.opt_g.step()
     with torch.no_grad():
         for p_ema, p in zip(nets.ema.parameters(), nets.refiner.parameters(), strict=True):
             p_ema.lerp_(p, 1 - cfg.ema)
-    return {"d": d_loss, "adv": adv, "keep": keep}
+    return {"d": d_loss, "adv": adv, "keep": keep, "match": match}
+
+
+def feature_match(disc: PatchDiscriminator, fake_features: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+    """Mean over the hidden layers of the L1 between the refined pictures' activations and their
+    source crops', over the pictures that stand for their source (zero when none does)."""
+    if not batch.paired.any():
+        return torch.zeros(())
+    with torch.no_grad():
+        target = disc.features(batch.source[batch.paired])[:-1]
+    terms = [(f[batch.paired].float() - t.float()).abs().mean() for f, t in zip(fake_features, target, strict=True)]
+    return torch.stack(terms).mean()
 
 
 def r1_penalty(cfg: SharpTrainConfig, disc: PatchDiscriminator, real: torch.Tensor, step: int) -> torch.Tensor:
