@@ -403,17 +403,19 @@ def test_explorer_morph_to_a_fcz_file(use_weights: Path) -> None:
     assert image_urls(at)[:2] == before[:2] and image_urls(at) != before  # start face kept, B and the morph new
 
 
-def _blocked_pool() -> tuple[server.HeavyPool, threading.Event]:
-    """A one-worker pool whose worker is busy until the returned event is set."""
-    pool = server.HeavyPool(1, lambda: None)
-    started, release = threading.Event(), threading.Event()
+def _blocked_pool(workers: int = 1) -> tuple[server.HeavyPool, threading.Event]:
+    """A pool whose workers are all busy until the returned event is set."""
+    pool = server.HeavyPool(workers, lambda: None)
+    started, release = threading.Semaphore(0), threading.Event()
 
     def blocker() -> None:
-        started.set()
+        started.release()
         release.wait(10)
 
-    pool.submit(blocker, server.HeavyPool.LONG)
-    assert started.wait(10)
+    for _ in range(workers):
+        pool.submit(blocker, server.HeavyPool.LONG)
+    for _ in range(workers):
+        assert started.acquire(timeout=10)
     return pool, release
 
 
@@ -444,6 +446,32 @@ def test_a_waiting_job_hears_how_many_are_ahead_of_it() -> None:
     assert server.wait(second, heard.append) is None
     assert heard and heard[0] == 3 and heard == sorted(heard, reverse=True)
     assert second.ahead() == 0
+    pool, release = _blocked_pool(workers=2)  # two busy: the next job starts when one of them ends
+    third, fourth = (pool.submit(lambda: None, server.HeavyPool.LONG) for _ in range(2))
+    assert (third.ahead(), fourth.ahead()) == (1, 2)
+    assert third.cancel() and fourth.ahead() == 1  # a dropped job no longer counts
+    release.set()
+    assert fourth.future.result(10) is None and third.future.cancelled()
+
+
+def test_a_comparison_nobody_waits_for_any_more_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A visitor who changes a widget while their comparison waits ends the wait (Streamlit's
+    rerun, a BaseException): the job, not started, is dropped rather than run for nobody."""
+    pool, release = _blocked_pool()
+    monkeypatch.setattr(server, "_heavy_pool", pool)
+    monkeypatch.setattr(server, "WAIT_POLL_S", 0.05)
+    shared, ran = server.SharedResults(max_entries=4), []
+
+    class Rerun(BaseException):
+        pass
+
+    def leave(ahead: int) -> None:
+        raise Rerun
+
+    with pytest.raises(Rerun):
+        shared.get("face", lambda: ran.append(1), on_wait=leave)
+    release.set()
+    assert shared.get("face", lambda: ran.append(2) or "again") == "again" and ran == [2]
 
 
 def test_shared_results_compute_once_and_forget_failures(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,7 +517,7 @@ def test_home_is_kept_on_disk_and_drawn_from_it_without_torch(
     """The first Home computes the example and keeps it; a new server process draws the same
     page from disk without importing torch (the seconds of a cold start)."""
     monkeypatch.setenv("FACECOMP_CACHE_DIR", str(tmp_path))
-    st.cache_data.clear()  # computed afresh, as in a new server
+    st.cache_data.clear()  # Home's example computed afresh, as in a new server
     first = open_page()
     assert_clean(first)
     assert list(tmp_path.glob("home-*.json"))

@@ -1,8 +1,9 @@
 """The models and every computation the pages cache: loaded once per weights, computed once per
 input. The computations themselves live in comparison, latent.explorer and visual; heavy ones
-run on the server's worker threads (server.run_heavy).
+run on the server's worker threads (server.run_heavy; comparisons through server.SharedResults,
+so that a waiting page hears its place in the line).
 
-Cached functions take the models as `_models`, which Streamlit does not hash, beside `key`,
+Streamlit-cached functions take the models as `_models`, which Streamlit does not hash, beside `key`,
 the weights key they were loaded under (models_or_stop), which it does: a retrain or another
 weights folder is another key, so nothing computed with the old weights is shown again.
 """

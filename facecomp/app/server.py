@@ -16,7 +16,9 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Hashable
+from concurrent import futures
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -66,9 +68,12 @@ class Ticket:
         self._pool, self.place = pool, (priority, order)  # its place in the pool's queue
 
     def ahead(self) -> int:
-        """Jobs that will finish before this one starts: those running and those queued before it
-        (0 once it runs)."""
+        """How many jobs must finish before this one starts (0 once it runs)."""
         return self._pool.ahead_of(self.place)
+
+    def cancel(self) -> bool:
+        """Drop the job if it has not started; whether it was dropped."""
+        return self._pool.cancel(self)
 
 
 class HeavyPool:
@@ -93,6 +98,7 @@ class HeavyPool:
         self._lock = threading.Lock()
         self._queued: set[tuple[int, int]] = set()  # (priority, order) of jobs not started yet
         self._running: set[tuple[int, int]] = set()
+        self._workers = workers
         for i in range(workers):
             threading.Thread(target=self._serve, args=(initializer,), name=f"heavy_{i}", daemon=True).start()
 
@@ -107,7 +113,18 @@ class HeavyPool:
         with self._lock:
             if place not in self._queued:
                 return 0
-            return len(self._running) + sum(other < place for other in self._queued)
+            before = len(self._running) + sum(other < place for other in self._queued)
+            return max(1, before - self._workers + 1)  # it starts when a worker is free
+
+    def cancel(self, ticket: Ticket) -> bool:
+        with self._lock:
+            if not ticket.future.cancel():
+                return False
+            self._queued.discard(ticket.place)  # a worker that takes it skips it
+            return True
+
+    def _idle(self) -> bool:
+        return not self._running and not self._queued
 
     def _serve(self, initializer: Callable[[], None]) -> None:
         initializer()
@@ -126,13 +143,13 @@ class HeavyPool:
                 with self._lock:
                     self._running.discard((priority, order))
                     self._finished += 1
-                    finished, idle = self._finished, not self._running and not self._queued
+                    finished, idle = self._finished, self._idle()
                 if idle:
                     threading.Timer(self.IDLE_S, self._if_still_idle, args=(finished,)).start()
 
     def _if_still_idle(self, finished: int) -> None:
         with self._lock:
-            idle = self._finished == finished and not self._running and not self._queued
+            idle = self._finished == finished and self._idle()
         if idle:
             self._when_idle()
 
@@ -141,7 +158,7 @@ class HeavyPool:
 # photo's detection run on these worker threads at a lower priority (nice 10): however many
 # visitors upload at once, a slider move (in its own script thread) competes with at most this
 # many jobs for the CPU, and goes first.
-HEAVY_SLOTS = max(1, os.cpu_count() or 1)
+HEAVY_SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _give_memory_back() -> None:
@@ -167,11 +184,8 @@ def submit_heavy(work: Callable[..., T], *args: object, quick: bool = False, **k
 def wait(ticket: Ticket, on_wait: Callable[[int], None] | None = None) -> T:
     """The job's result; meanwhile on_wait(jobs ahead) every WAIT_POLL_S seconds. A page passes
     one that writes to it: each write also lets Streamlit stop the wait for a newer rerun."""
-    while on_wait is not None:
-        try:
-            return ticket.future.result(timeout=WAIT_POLL_S)
-        except TimeoutError:
-            on_wait(ticket.ahead())
+    while on_wait is not None and not futures.wait([ticket.future], timeout=WAIT_POLL_S).done:
+        on_wait(ticket.ahead())
     return ticket.future.result()
 
 
@@ -180,32 +194,48 @@ def run_heavy(work: Callable[..., T], *args: object, quick: bool = False, **kwar
     return wait(submit_heavy(work, *args, quick=quick, **kwargs))
 
 
+@dataclass
+class _Shared:
+    ticket: Ticket
+    waiters: int = 0  # sessions waiting for it now
+
+
 class SharedResults:
     """Results of heavy jobs by key, shared by every session: a job asked for while it runs or
-    waits is joined, not queued again; the latest `max_entries` results are kept. A job that
-    raised is forgotten, so that the next request tries again."""
+    waits is joined, not queued again; the latest `max_entries` finished results are kept. A job
+    that raised is tried again at the next request, and one that every waiting session left
+    (a visitor changed a widget meanwhile) is dropped if it has not started."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._tickets: collections.OrderedDict[Hashable, Ticket] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[Hashable, _Shared] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, work: Callable[[], T], on_wait: Callable[[int], None] | None = None) -> T:
         with self._lock:
-            ticket = self._tickets.get(key)
-            if ticket is None:
-                ticket = self._tickets[key] = submit_heavy(work)
-                while len(self._tickets) > self.max_entries:
-                    self._tickets.popitem(last=False)
-            self._tickets.move_to_end(key)
+            entry = self._entries.get(key)
+            if entry is None or _failed(entry.ticket.future):
+                entry = self._entries[key] = _Shared(submit_heavy(work))
+            self._entries.move_to_end(key)
+            entry.waiters += 1
+            self._forget_oldest()
         try:
-            return wait(ticket, on_wait)
-        except Exception:
-            if ticket.future.done():
-                with self._lock:
-                    if self._tickets.get(key) is ticket:
-                        del self._tickets[key]
-            raise
+            return wait(entry.ticket, on_wait)
+        finally:
+            with self._lock:
+                entry.waiters -= 1
+                if not entry.waiters and entry.ticket.cancel() and self._entries.get(key) is entry:
+                    del self._entries[key]
+
+    def _forget_oldest(self) -> None:
+        """Down to max_entries, the oldest finished first; jobs still pending are kept."""
+        finished = [key for key, entry in self._entries.items() if entry.ticket.future.done()]
+        for key in finished[: max(0, len(self._entries) - self.max_entries)]:
+            del self._entries[key]
+
+
+def _failed(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is not None
 
 
 # ---- the script threads ---------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Every model given, every latent size with its finest fitting quantiser, and the highest
 fitting detail quality are candidates; the one that decodes closest to the face (PSNR) wins.
-If nothing fits, the smallest file. Candidates that cannot win are not decoded: the detail
-layer when its base alone is over the budget, and the base-only files when the detail
-picture is well ahead of the best any of them could do.
+If nothing fits, the smallest file. Candidates that cannot or will not win are not decoded:
+the detail layer when its base alone is over the budget, and the base-only files when the
+detail picture is well ahead of the best any of them came near on validation faces.
 """
 
 from __future__ import annotations
@@ -47,14 +47,12 @@ def highest_fitting(
         sizes[q] = size_at(q)
         return sizes[q] <= max_bytes
 
-    hi = high + 1  # the lowest quality known not to fit (high + 1: none yet)
-    if start is not None and low < start <= high and not fits(start):
-        hi = start
-    if start is not None and low < start < hi:
-        lo = start  # it fitted
-    elif not fits(low):
-        return None
-    else:
+    lo, hi = None, high + 1  # a quality that fits; the lowest known not to (high + 1: none yet)
+    if start is not None and low < start <= high:
+        lo, hi = (start, hi) if fits(start) else (None, start)
+    if lo is None:
+        if not fits(low):
+            return None
         lo = low
     while hi - lo > 1:
         rate = math.log(sizes[hi] / sizes[lo]) / (hi - lo) if hi <= high else math.log(growth)
@@ -66,7 +64,8 @@ def highest_fitting(
 
 # The detail quality each budget's last search found, per detail layer: the next face's search
 # starts there and usually ends after two probes. Shared by threads: a stale entry costs probes,
-# never another answer.
+# and another answer only where file size shrinks as quality rises (it grows ~7% a step; on 560
+# validation searches every file was the one a search from quality 0 finds).
 _last_detail_quality: dict[tuple[bytes, int], int] = {}
 
 

@@ -9,7 +9,8 @@ morph midpoints and sampled codes, from both models. They are decoded once into 
 `out` (the base decoders are frozen). Each step:
   discriminator  logistic loss: real training crops against refined pictures, with an R1 penalty
                  on real crops every `r1_every` steps (Mescheder et al. 2018)
-  refiner        adversarial term (ramped up from zero, so it starts as the MSE decoder) plus
+  refiner        adversarial and feature-matching terms (ramped up from zero together, so it starts
+                 as the MSE decoder) plus
                  `keep_weight` x L1 between the 4x4-averaged refined and MSE pictures: the refiner
                  adds detail and leaves the coarse picture, and with it the person, where it was;
                  plus, for the pictures that stand for a known face (reconstructions and files),
