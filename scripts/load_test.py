@@ -381,6 +381,11 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def replicas_named(headers: Mapping[str, str]) -> list[str]:
+    """The replica an answer's REPLICA_HEADER names, if any (header names may come lower-cased)."""
+    return [v for k, v in headers.items() if k.lower() == REPLICA_HEADER.lower()]
+
+
 class Progress:
     """A count shared by threads: soak uploads done so far."""
 
@@ -691,8 +696,7 @@ class LightClient:
         self.note_replica(self.ws.getheaders() or {})  # the handshake's answer
 
     def note_replica(self, headers: Mapping[str, str]) -> None:
-        """Keep the replica an answer names (header names may come lower-cased)."""
-        self.replicas.update(v for k, v in headers.items() if k.lower() == REPLICA_HEADER.lower())
+        self.replicas.update(replicas_named(headers))
 
     def message_counts(self) -> dict[str, int]:
         return {**self.seen, "ref_hash (resolved from the cache)": self.cache.hits}
@@ -1061,7 +1065,7 @@ class FrameClock:
         pg.on("response", self._response)
 
     def _response(self, response: object) -> None:
-        self.replicas.update(v for k, v in response.headers.items() if k.lower() == REPLICA_HEADER.lower())
+        self.replicas.update(replicas_named(response.headers))
 
     def _attach(self, ws: object) -> None:
         ws.on("framesent", self._sent)
@@ -1303,10 +1307,6 @@ def group_report(sessions: list[Session]) -> dict[str, object]:
         "error_kinds": dict(collections.Counter(e[:120] for e in errors).most_common(10)),
         "steps": step_stats(sessions),
         "messages": dict(sum((collections.Counter(s.messages) for s in sessions), collections.Counter())),
-        # Stickiness: the replicas the proxy's header named (none: one server, no proxy).
-        "one_replica": sum(len(s.replicas) == 1 for s in sessions),
-        "several_replicas": sum(len(s.replicas) > 1 for s in sessions),
-        "no_replica": sum(not s.replicas for s in sessions),
         # The waiting line: uploads whose page said how many comparisons were ahead, and the most.
         "uploads_shown_waiting": sum(bool(st.most_ahead) for s in sessions for st in s.steps),
         "most_ahead": max((st.most_ahead or 0 for s in sessions for st in s.steps), default=0),
