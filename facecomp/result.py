@@ -23,7 +23,7 @@ class Result:
     data: bytes | None = None  # the encoded file (.fcz, .jpg, ...)
     file_name: str | None = None
     note: str = ""
-    extra: dict = field(default_factory=dict)  # over_budget, needed_bytes, estimated_bytes
+    extra: dict = field(default_factory=dict)  # over_budget, needed_bytes, estimated_bytes, decoding, detail_energy
     identity: float | None = None  # dlib descriptor distance to the original; None: not measured
     png: bytes | None = None  # the picture as PNG, encoded once: shown, downloaded and heat-mapped from it
 
@@ -50,4 +50,5 @@ class Result:
     @property
     def png_name(self) -> str:
         """A PNG file name for the decoded picture."""
-        return f"{(self.file_name or self.name).rsplit('.', 1)[0]}.png"
+        sharp = "_sharp" if self.extra.get("decoding") == "sharp" else ""
+        return f"{(self.file_name or self.name).rsplit('.', 1)[0]}{sharp}.png"

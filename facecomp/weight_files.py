@@ -34,8 +34,10 @@ def sharp_path(weights_dir: Path | None = None) -> Path:
 
 
 def weights_files(weights_dir: Path | None = None) -> list[Path]:
-    """Every file the models are loaded from: each kind's weights and detail layer, each with its card."""
+    """Every file the models are loaded from: each kind's weights and detail layer, and the sharp
+    decoding's refiner, each with its card."""
     files = [p for kind in MODEL_KINDS for p in (weights_path(kind, weights_dir), detail_path(kind, weights_dir))]
+    files.append(sharp_path(weights_dir))
     return [q for p in files for q in (p, p.with_suffix(".json"))]
 
 

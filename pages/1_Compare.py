@@ -42,6 +42,12 @@ with latent_col:
     )
 with toggle_col:
     heatmap = st.toggle("Error heat map", key="compare_heatmap", help="Bright = large error")
+    sharp = cache.loaded_refiner(key) is not None and st.toggle(
+        "Sharp AE, VAE",
+        key="compare_sharp",
+        help="The same AE and VAE files, decoded for realism: a refiner trained against a critic adds the fine "
+        "detail real faces have, at a cost in PSNR. Off: the MSE decoding, the closest to the face in PSNR.",
+    )
 if source is None:
     st.info("Choose a photo to start: upload one, take one with the camera, or pick a built-in photo.")
     st.stop()
@@ -59,6 +65,8 @@ chosen_latent = None if latent == AUTOMATIC else int(latent)
 with cards:
     with widgets.waiting_line() as on_wait:
         results = cache.comparison_results(models, key, crop_png, budget, latent=chosen_latent, on_wait=on_wait)
+    if sharp:
+        results = cache.sharp_results(models, key, crop_png, budget, chosen_latent)
     for col, res in zip(st.columns(len(results), gap="small"), results, strict=True):
         with col:
             heat = cache.heat_map_png(crop_png, res.png) if heatmap and res.name != "Original" else None
@@ -69,4 +77,10 @@ below.caption(
     f"AE and VAE: {how}. JPEG, WebP, AVIF, HEIC and JPEG XL: the highest quality that fits; "
     "a codec that cannot fit shows its smallest file in red with the bytes it needs. "
     "Identity: dlib's face descriptor distance to the original, below 0.6 counts as the same person."
+    + (
+        " Sharp: the same AE and VAE files decoded for realism; fine detail is the picture's share of fine "
+        "detail over real faces' (1 = as much as a real face)."
+        if sharp
+        else ""
+    )
 )

@@ -35,7 +35,16 @@ def face_code(source: widgets.Source, prefix: str) -> tuple[np.ndarray | None, b
 
 
 def face_png(code: np.ndarray) -> bytes:
-    return cache.decoded_png(models, key, code.astype(np.float32).tobytes())
+    return cache.decoded_png(models, key, code.astype(np.float32).tobytes(), sharp())
+
+
+def sharp() -> bool:
+    """Draw with the sharp decoding: the page's switch, on by default where the weights ship one."""
+    return bool(st.session_state.get("explore_sharp", True)) and cache.loaded_refiner(key) is not None
+
+
+def decoding_words() -> str:
+    return "sharp decoding" if sharp() else "MSE decoding"
 
 
 edits = cache.latent_space_report(key).get("edits")
@@ -80,7 +89,7 @@ def editor(code: np.ndarray, crop_png: bytes | None, label: str) -> None:
         frame.face_image(crop_png if crop_png is not None else face_png(code), "start", caption=label)
     with edited_col:
         st.markdown("### Edited")
-        frame.face_image(face_png(moved), "edited", caption="the VAE's decoding, moved by the sliders")
+        frame.face_image(face_png(moved), "edited", caption=f"moved by the sliders ({decoding_words()})")
 
 
 @st.fragment
@@ -95,7 +104,7 @@ def morph(code: np.ndarray, label: str) -> None:
             return
         t = st.slider("Morph position", 0.0, 1.0, 0.5, 0.05, key="morph_t")
         za, zb = code.astype(np.float32).tobytes(), other_code.astype(np.float32).tobytes()
-        gif = cache.morph_gif(models, key, za, zb, 16)
+        gif = cache.morph_gif(models, key, za, zb, 16, sharp())
         st.download_button("Download the morph (GIF)", gif, "facecomp_morph.gif", "image/gif", on_click="ignore")
     with a_col:
         frame.face_image(face_png(code), "morph_a", caption=f"A: {label}")
@@ -117,11 +126,21 @@ def samples() -> None:
         with col:
             st.markdown(f"### {kind.upper()}")
             for source, caption in explorer.SAMPLE_SOURCE_WORDS.items():
-                frame.picture(cache.sample_grid_png(models, key, kind, source, temperature, seed, 8, 4))
+                frame.picture(cache.sample_grid_png(models, key, kind, source, temperature, seed, 8, 4, sharp()))
                 st.caption(f"{kind.upper()}: {caption}")
 
 
-st.title("Latent explorer (VAE)")
+title, switch = st.columns([3, 1], vertical_alignment="bottom")
+title.title("Latent explorer (VAE)")
+if cache.loaded_refiner(key) is not None:
+    switch.toggle(
+        "Sharp decoding",
+        True,
+        key="explore_sharp",
+        help="On: every face is decoded for realism (a refiner trained against a critic adds the fine detail "
+        "real faces have). Off: the MSE decoding, the average of every face the code could stand for, "
+        "as the codec's PSNR numbers measure it. Same codes either way.",
+    )
 pick, photo = st.columns([1, 2], gap="large")
 with pick:
     source = widgets.photo_source("explore", allow_random=True, default=0, allow_fcz=True)

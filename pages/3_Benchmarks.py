@@ -4,7 +4,7 @@ latent size (noise, histograms), the latent space and training curves. Layout on
 import streamlit as st
 
 from facecomp.app import cache, frame
-from facecomp.measure import charts, tables
+from facecomp.measure import charts, results_doc, tables
 from facecomp.spec import LATENT_LADDER, MODEL_KINDS
 from facecomp.weights import WeightsError, load_card, measured_weights
 
@@ -109,6 +109,19 @@ if latent_report:
         )
 else:
     st.info("No latent-space report yet: create it with `python -m facecomp latent-space`.")
+
+st.subheader("Realism: the MSE and the sharp decoding")
+realism = cache.realism_report(cache.weights_key())
+if realism:
+    st.dataframe(results_doc.realism_rows(realism), hide_index=True)
+    st.caption(f"{results_doc.REALISM_WORDS} {results_doc.realism_floor(realism)}")
+    if realism.get("sharp_edits"):
+        st.markdown("**Named sliders on the sharp decoding** (the same edits, every picture decoded sharp)")
+        st.dataframe(tables.edit_rows({"edits": realism["sharp_edits"]}, placement=False), hide_index=True)
+else:
+    st.info(
+        "No realism report yet: create it with `python -m facecomp realism data/cache --json weights/realism.json`."
+    )
 
 st.subheader("Training")
 if cards:

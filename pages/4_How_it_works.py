@@ -2,10 +2,11 @@
 
 import streamlit as st
 
+from facecomp import comparison
 from facecomp.app import cache, frame
 from facecomp.latent import explorer
-from facecomp.measure import tables
-from facecomp.spec import LATENT_LADDER, MODEL_KINDS
+from facecomp.measure import results_doc, tables
+from facecomp.spec import COMPARE_BUDGETS, LATENT_LADDER, MODEL_KINDS
 
 frame.page_setup("How it works")
 st.title("How it works")
@@ -44,9 +45,60 @@ digraph {
 }
 """
 
-arch, size, vae, stream, results = st.tabs(
-    ["Architecture", "Latent size = bytes", "AE vs VAE", "The bitstream", "Results vs the study"]
+arch, size, vae, perception, stream, results = st.tabs(
+    ["Architecture", "Latent size = bytes", "AE vs VAE", "Sharp or close", "The bitstream", "Results vs the study"]
 )
+# The realism table's rows this tab shows: the pictures a visitor meets most.
+PERCEPTION_SETS = ("prior samples", "fitted samples", "reconstruction 512", "file <= 64 B", "file <= 256 B")
+
+
+def perception_tab() -> None:
+    """One file decoded both ways, the measured trade-off, and the AE-versus-VAE lesson, sharp."""
+    st.markdown(
+        "An MSE decoder answers each code with the **average** of every face it could stand for: the closest "
+        "picture in PSNR, and a blur, since averaged pores and hair strands cancel out. A decoder can instead "
+        "answer with **one** face that could have made the code: realistic detail, at a cost in PSNR. "
+        "Blau & Michaeli (CVPR 2018) proved the trade-off: at a given rate, no decoder is both the closest in "
+        "distortion and indistinguishable from real pictures. The file does not choose; the decoder does. "
+        "The sharp decoding is a refiner, trained against a critic, run on the MSE decoding's picture."
+    )
+    models, key = cache.models_or_stop()
+    report = cache.realism_report(key)
+    if rows := results_doc.realism_rows(report, PERCEPTION_SETS):
+        st.markdown("#### Measured on validation faces")
+        st.dataframe(rows, hide_index=True)
+        st.caption(f"{results_doc.REALISM_WORDS} {results_doc.realism_floor(report)} Every set on the Benchmarks page.")
+    if cache.loaded_refiner(key) is None:
+        st.info("No sharp decoding in the weights folder yet: `python -m facecomp train-sharp` trains one.")
+        return
+    st.markdown("#### One file, decoded both ways")
+    photo_col, budget_col = st.columns([1, 2])
+    name = photo_col.selectbox("Built-in photo", list(comparison.BUILTIN_PHOTOS), index=1, key="rdp_photo")
+    budget = budget_col.select_slider(
+        "Byte budget", [b for b in COMPARE_BUDGETS if b <= 1024], 64, format_func=frame.budget_label, key="rdp_budget"
+    )
+    crop_png = cache.kept_photo(comparison.builtin_photo_bytes(name)).crop_png(0)
+    mse = cache.comparison_results(models, key, crop_png, budget, classic=())
+    shown = comparison.side_by_side(mse, cache.sharp_results(models, key, crop_png, budget, classic=()))
+    for col, res in zip(st.columns(len(shown), gap="small"), shown, strict=True):
+        with col:
+            frame.result_card(res, f"rdp_{res.name}")
+    st.caption(
+        "The same .fcz file under each model, decoded for PSNR (left) and for realism (right). Fine detail: "
+        "the picture's share of fine detail over real faces' (1 = as much as a real face)."
+    )
+    st.markdown("#### The lesson still holds: random codes from N(0, I), decoded sharp")
+    for kind, col in zip(MODEL_KINDS, st.columns(len(MODEL_KINDS), gap="large")):
+        with col:
+            frame.picture(cache.sample_grid_png(models, key, kind, "prior", 1.0, 0, 8, 4, True))
+            told = results_doc.told_apart(report, f"{kind} prior samples", "sharp")
+            st.caption(f"**{kind.upper()}**, sharp decoding" + (f" · told from real faces {told}" if told else ""))
+    st.markdown(
+        "Detail cannot make a face out of a code that stands for none: the AE's prior samples stay what they "
+        "were, now with texture. The VAE's N(0, I) is a map of faces, and its samples gain the detail real faces have."
+    )
+
+
 with arch:
     diagram, words = st.columns([2, 3], gap="large")
     diagram.graphviz_chart(PIPELINE, width="content")
@@ -110,6 +162,8 @@ with vae:
         "made N(0, I) itself the map of faces. FD-dlib compares face-recognition descriptors of 2,000 "
         "decoded samples with those of 2,000 real faces: lower is more face-like."
     )
+with perception:
+    perception_tab()
 with stream:
     st.markdown(
         "| bytes | field |\n|---|---|\n| 2 | magic `FZ` |\n| 1 | version · model · latent size |\n"

@@ -169,12 +169,35 @@ def make_weights_dir(directory: Path, evaluation: bool | dict = True) -> Path:
     """Untrained weights and, unless `evaluation` is False, an evaluation JSON (`fake_evaluation()`
     of these weights when it is True, else the dict given)."""
     write_untrained_weights(directory)
+    write_test_refiner(directory)
     if evaluation:
         data = evaluation
         if evaluation is True:
             data = fake_evaluation() | {"weights": {kind: measured_weights(kind, directory) for kind in MODEL_KINDS}}
         (directory / "evaluation.json").write_text(json.dumps(data))
     return directory
+
+
+def write_test_refiner(directory: Path) -> Path:
+    """A sharp decoding whose last layer is random, not zero, so its pictures differ from the MSE
+    decoding's, and a realism report giving real faces' fine-detail share."""
+    from facecomp.nets.refiner import Refiner
+    from facecomp.weight_files import sharp_path
+    from facecomp.weights import save_refiner
+
+    refiner = Refiner()
+    torch.nn.init.normal_(refiner.head[-1].weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    save_refiner(refiner, sharp_path(directory), {"what": "a test refiner"})
+    rows = [
+        {"set": "real faces", "decoding": "none", "classifier_accuracy": 0.51, "detail_energy": 0.97},
+        *(
+            {"set": "vae prior samples", "decoding": decoding, "classifier_accuracy": told, "detail_energy": detail}
+            for decoding, told, detail in (("mse", 0.97, 0.3), ("sharp", 0.7, 0.9))
+        ),
+    ]
+    report = {"pictures": 1000, "seeds": [0], "real_detail_share": 0.05, "rows": rows}
+    (directory / "realism.json").write_text(json.dumps(report))
+    return sharp_path(directory)
 
 
 def astronaut_png() -> bytes:

@@ -118,7 +118,8 @@ def test_how_it_works_has_diagrams(use_weights: Path) -> None:
     at = open_page("pages/4_How_it_works.py")
     assert_clean(at)
     assert len(at.get("graphviz_chart")) == 2
-    assert len(at.tabs) == 5
+    assert len(at.tabs) == 6
+    assert text(at).count("sharp decoding · MSE decoding") == 2  # one file of each model, decoded both ways
 
 
 def test_missing_weights_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,6 +216,18 @@ def test_compare_heat_map_toggle(use_weights: Path) -> None:
     assert after[1] != before[1]  # AE shown as its error map
 
 
+def test_compare_sharp_switch_decodes_the_same_files_for_realism(use_weights: Path) -> None:
+    at = open_page("pages/1_Compare.py")
+    before, cards = image_urls(at), text(at)
+    at.toggle(key="compare_sharp").set_value(True).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert after[0] == before[0] and after[3:] == before[3:]  # the original and the classic codecs stay
+    assert after[1] != before[1] and after[2] != before[2]  # AE and VAE: their sharp decodings
+    shown = text(at)
+    assert shown.count("sharp decoding · MSE decoding") == 2 and "fine detail" in shown and "fine detail" not in cards
+
+
 @pytest.mark.slow
 def test_compare_unreadable_upload_shows_one_error(use_weights: Path) -> None:
     at = upload(open_page("pages/1_Compare.py"), "compare", "broken.jpg", b"this is not a photo", "image/jpeg")
@@ -276,6 +289,17 @@ def test_explorer_slider_move_changes_face(use_weights: Path) -> None:
     assert at.slider(key="explore_Smiling").value == 0.0
 
 
+def test_explorer_draws_sharp_by_default_and_switches_back(use_weights: Path) -> None:
+    at = open_page("pages/2_Latent_explorer.py")
+    sharp = image_urls(at)
+    assert at.toggle(key="explore_sharp").value is True
+    at.toggle(key="explore_sharp").set_value(False).run()
+    assert_clean(at)
+    mse = image_urls(at)
+    changed = [a != b for a, b in zip(sharp, mse, strict=True)]
+    assert len(mse) == len(sharp) and changed[0] is False and all(changed[1:])  # all but the start photo
+
+
 @pytest.mark.slow
 def test_explorer_named_sliders_and_bias_note(use_weights: Path) -> None:
     at = open_page("pages/2_Latent_explorer.py")
@@ -316,6 +340,27 @@ def test_explorer_sample_seed_changes_grid(use_weights: Path) -> None:
 
 
 # ---- the shipped weights ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refiner", ["missing", "altered"])
+def test_without_a_usable_sharp_decoding_the_pages_offer_the_mse_decoding(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refiner: str
+) -> None:
+    import shutil
+
+    folder = tmp_path / "weights"
+    shutil.copytree(weights_dir, folder)
+    if refiner == "missing":
+        (folder / "sharp.safetensors").unlink()
+    else:  # a file that does not match its card
+        (folder / "sharp.safetensors").write_bytes(b"not the weights the card names")
+    monkeypatch.setenv("FACECOMP_WEIGHTS_DIR", str(folder))
+    for page in PAGES:
+        at = open_page(page)
+        assert_clean(at)
+        assert not [t for t in at.toggle if t.key in ("explore_sharp", "compare_sharp")]
+    assert "No sharp decoding" in "\n".join(i.value for i in open_page("pages/4_How_it_works.py").info)
 
 
 @pytest.mark.slow

@@ -40,8 +40,34 @@ def test_a_changed_number_changes_the_text(measured: tuple[dict, dict]) -> None:
     assert results_doc.render_results(evaluation, changed_space) != results_doc.render_results(evaluation, latent_space)
 
 
+def test_the_realism_table_sets_both_decodings_side_by_side(measured: tuple[dict, dict]) -> None:
+    evaluation, latent_space = measured
+    row = {"classifier_accuracy_spread": 0.02, "pictures": 1000}
+    realism = {
+        "pictures": 1000,
+        "seeds": [0, 1, 2],
+        "rows": [
+            row | {"set": "real faces", "decoding": "none", "classifier_accuracy": 0.51, "detail_energy": 0.97},
+            row
+            | {"set": "ae reconstruction 512", "decoding": "mse", "classifier_accuracy": 0.93, "detail_energy": 0.4}
+            | {"psnr": 25.1, "identity_kept": 0.63},
+            row
+            | {"set": "ae reconstruction 512", "decoding": "sharp", "classifier_accuracy": 0.71}
+            | {"detail_energy": 0.93, "psnr": 24.2, "identity_kept": 0.66},
+        ],
+    }
+    text = results_doc.render_results(evaluation, latent_space, realism)
+    line = next(x for x in text.splitlines() if x.startswith("| ae reconstruction 512"))
+    assert line == "| ae reconstruction 512 | 93% ± 1 | 71% ± 1 | 0.40 | 0.93 | 25.10 | 24.20 | 63% | 66% |"
+    assert "real faces against other real faces: told apart 51% ± 1, fine detail 0.97" in text
+    assert "Not measured yet" in results_doc.render_results(evaluation, latent_space, {})
+    assert results_doc.realism_floor({}) == "" and results_doc.realism_rows({}) == []
+
+
 def _copy_repo_files(root: Path, paths: tuple[Path, ...]) -> None:
     for path in paths:
+        if path == results_doc.REALISM and not (ROOT / path).exists():  # measured after the others
+            continue
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / path, root / path)
 
@@ -54,7 +80,14 @@ def test_check_and_write_on_a_copy(
     from facecomp.__main__ import main
 
     _copy_repo_files(
-        tmp_path, (results_doc.EVALUATION, results_doc.LATENT_SPACE, results_doc.README, results_doc.RESULTS_DOC)
+        tmp_path,
+        (
+            results_doc.EVALUATION,
+            results_doc.LATENT_SPACE,
+            results_doc.REALISM,
+            results_doc.README,
+            results_doc.RESULTS_DOC,
+        ),
     )
     monkeypatch.setattr(results_doc, "REPO_ROOT", tmp_path)
     assert main(["results", "--check"]) == 0

@@ -191,6 +191,17 @@ def test_shipped_evaluation_measured_the_shipped_weights() -> None:
         assert bytes.fromhex(measured[kind]["detail_sha256"][:4]) == model.detail_codec.tag
 
 
+@pytest.mark.skipif(not (SHIPPED / "realism.json").exists(), reason="shipped realism report not present")
+def test_shipped_realism_report_measured_the_shipped_weights() -> None:
+    """Benchmarks, How it works and docs/results.md quote weights/realism.json: a retrained sharp
+    decoding or model needs it measured again."""
+    from facecomp.weight_files import sha256_file, sharp_path
+
+    measured = json.loads((SHIPPED / "realism.json").read_text())["weights"]
+    assert measured["sharp_sha256"] == (sha256_file(sharp_path()) if sharp_path().exists() else None)
+    assert all(measured[kind] == measured_weights(kind) for kind in ("ae", "vae"))
+
+
 @pytest.mark.slow
 def test_train_cli_trains_with_the_study_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`facecomp train` with the study's options trains with them: the loss carries --l1 and --l2

@@ -50,7 +50,7 @@ def test_an_untrained_refiner_is_the_mse_decoding() -> None:
 
 def test_the_refiner_keeps_within_the_unit_range_and_low_pass_averages() -> None:
     refiner = Refiner()
-    torch.nn.init.normal_(refiner.head[1].weight, std=1.0)
+    torch.nn.init.normal_(refiner.head[-1].weight, std=1.0)
     x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(4))
     out = sharpen(refiner, x)
     assert not torch.equal(out, x) and out.min() >= 0 and out.max() <= 1
@@ -84,7 +84,7 @@ def test_decompress_sharp_needs_the_refiner_and_decodes_the_same_bytes(tiny_weig
 
     assert decode("none", "--sharp") == 2 and "no sharp decoding" in capsys.readouterr().err
     refiner = Refiner()
-    torch.nn.init.normal_(refiner.head[1].weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    torch.nn.init.normal_(refiner.head[-1].weight, std=0.05, generator=torch.Generator().manual_seed(0))
     save_refiner(refiner, sharp_path(folder), {"what": "a test refiner"})
     assert decode("sharp", "--sharp") == 0 and decode("plain") == 0
     sharp, plain = (np.asarray(load_image(tmp_path / d / "face.png")) for d in ("sharp", "plain"))
@@ -117,3 +117,42 @@ def test_train_sharp_resumes_where_it_stopped_and_exports_a_loadable_refiner(tin
     assert len(np.load(tmp_path / "run" / "pool.npy")) == 10  # one MSE picture per training crop
     refiner = load_refiner(tmp_path / "run")
     assert isinstance(refiner, Refiner) and sharpen(refiner, torch.rand(3, 128, 128)).shape == (3, 128, 128)
+
+
+def test_the_code_term_is_zero_at_its_target_and_reaches_the_refiner(tiny_weights) -> None:
+    from facecomp.training.sharp import Batch, code_distance
+    from facecomp.weights import load_models
+
+    reader = load_models(tiny_weights)[0]["ae"].network.eval().requires_grad_(False)
+    source, mse = torch.rand(2, 3, 128, 128), torch.rand(2, 3, 128, 128)
+    batch = Batch(mse, source, torch.tensor([True, False]), source)
+    targets = torch.stack([source[0], mse[1]])  # the crop where paired, else the MSE picture
+    assert code_distance(reader, targets, batch) == 0
+    refiner = Refiner()
+    torch.nn.init.normal_(refiner.head[-1].weight, std=0.05)
+    code_distance(reader, refiner(mse), batch).backward()
+    assert refiner.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_sharp_decodings_replace_only_the_fcz_files_in_place(tiny_weights) -> None:
+    from facecomp import comparison
+    from facecomp.visual import to_pil
+    from facecomp.weights import load_models
+
+    from .conftest import generated_faces
+
+    models, _ = load_models(tiny_weights)
+    crop = to_pil(generated_faces(1, seed=2)[0])
+    results = comparison.compare(crop, models, 256, classic=("JPEG",), measure=False)
+    refiner = Refiner()
+    torch.nn.init.normal_(refiner.head[-1].weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    sharp = comparison.with_sharp_decodings(crop, results, models, refiner, real_detail_share=0.05)
+    assert [r.name for r in sharp] == ["Original", "AE sharp", "VAE sharp", "JPEG"]
+    assert sharp[0] is results[0] and sharp[3] is results[3]
+    for plain, refined in zip(results[1:3], sharp[1:3], strict=True):
+        assert refined.data == plain.data and refined.png != plain.png and refined.psnr != plain.psnr
+        assert refined.note.startswith(plain.note) and f"MSE decoding: {plain.psnr:.2f} dB" in refined.note
+        assert refined.png_name.endswith("_sharp.png") and refined.extra["detail_energy"] > 0
+        assert refined.identity is None  # the comparison was not measured, nor are its sharp decodings
+    shown = comparison.side_by_side(results, sharp)
+    assert [r.name for r in shown] == ["Original", "AE", "AE sharp", "VAE", "VAE sharp", "JPEG"]

@@ -11,6 +11,7 @@ weights folder is another key, so nothing computed with the old weights is shown
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -24,12 +25,16 @@ from ..codec.fcz import Models
 from ..faces import load_image
 from ..latent import explorer
 from ..measure.latent_report import load_latent_space_report
+from ..measure.realism_report import load_realism_report
+from ..nets.refiner import Refiner
 from ..result import Result
 from ..spec import CLASSIC_FORMATS
 from ..visual import display_png, enlarge, error_map, png_bytes
 from ..weight_files import default_weights_dir, file_stamp, weights_files
-from ..weights import WeightsError, load_models
+from ..weights import WeightsError, load_models, load_refiner
 from .server import SharedResults, run_heavy
+
+log = logging.getLogger(__name__)
 
 # ---- models -------------------------------------------------------------------------
 
@@ -38,6 +43,22 @@ from .server import SharedResults, run_heavy
 def loaded_models(key: str) -> tuple[Models, dict[str, dict]]:
     """Both models and their cards, from the weights folder that `key` names (weights_key)."""
     return load_models(Path(key.split("|", 1)[0]))
+
+
+@st.cache_resource(show_spinner="Loading the sharp decoding…")
+def loaded_refiner(key: str) -> Refiner | None:
+    """The sharp decoding's refiner from the weights folder that `key` names; None when it is not
+    shipped or cannot be loaded (the pages then offer the MSE decoding only, as without it)."""
+    try:
+        return load_refiner(Path(key.split("|", 1)[0]))
+    except WeightsError as err:
+        log.warning("The sharp decoding is off: %s", err)
+        return None
+
+
+def refiner_if(key: str, sharp: bool) -> Refiner | None:
+    """The refiner when the page asks for the sharp decoding (and one is shipped), else None."""
+    return loaded_refiner(key) if sharp else None
 
 
 def weights_key() -> str:
@@ -103,6 +124,29 @@ def comparison_results(
     return _comparisons.get(job, work, on_wait)
 
 
+@st.cache_data(max_entries=16, show_spinner="Decoding the same files for realism…")
+def sharp_results(
+    _models: Models,
+    key: str,
+    crop_png: bytes,
+    max_bytes: int,
+    latent: int | None = None,
+    classic: tuple[str, ...] = CLASSIC_FORMATS,
+) -> list[Result]:
+    """comparison_results with its AE and VAE files decoded by the sharp decoding
+    (comparison.with_sharp_decodings), computed only when a visitor asks."""
+    results = comparison_results(_models, key, crop_png, max_bytes, latent, classic)
+    share = realism_report(key).get("real_detail_share")
+    refiner = loaded_refiner(key)
+    return run_heavy(comparison.with_sharp_decodings, load_image(crop_png), results, _models, refiner, share)
+
+
+@st.cache_data(show_spinner=False)
+def realism_report(key: str) -> dict:
+    """weights/realism.json (how real every kind of picture looks), {} when absent."""
+    return load_realism_report(default_weights_dir())
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def code_of(_models: Models, key: str, crop_png: bytes) -> np.ndarray:
     """The VAE's full code of a crop."""
@@ -110,12 +154,12 @@ def code_of(_models: Models, key: str, crop_png: bytes) -> np.ndarray:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def decoded_png(_models: Models, key: str, code: bytes) -> bytes:
-    """The VAE's picture of a code (float32 bytes) as PNG: every face the explorer draws (start,
-    edited, the morph's three). Cached, so a rerun that keeps a face (a move of another
-    fragment's widget, a slider moved back) does not decode it again."""
+def decoded_png(_models: Models, key: str, code: bytes, sharp: bool = False) -> bytes:
+    """The VAE's picture of a code (float32 bytes) as PNG, sharp or MSE decoding: every face the
+    explorer draws (start, edited, the morph's three). Cached, so a rerun that keeps a face (a
+    move of another fragment's widget, a slider moved back) does not decode it again."""
     z = torch.from_numpy(np.frombuffer(code, dtype=np.float32).copy())
-    return display_png(explorer.decode(_models["vae"].network, z))
+    return display_png(explorer.decode(_models["vae"].network, z, refiner_if(key, sharp)))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -132,10 +176,19 @@ def fcz_code(_models: Models, key: str, data: bytes) -> np.ndarray:
 
 @st.cache_data(max_entries=32, show_spinner="Drawing samples…")
 def sample_grid_png(
-    _models: Models, key: str, kind: str, source: str, temperature: float, seed: int, n: int, columns: int
+    _models: Models,
+    key: str,
+    kind: str,
+    source: str,
+    temperature: float,
+    seed: int,
+    n: int,
+    columns: int,
+    sharp: bool = False,
 ) -> bytes:
     """n samples of one model as a grid of `columns` (explorer.sample_grid), enlarged twice, as PNG."""
-    grid = run_heavy(explorer.sample_grid, _models[kind].network, n, seed, columns, source, temperature)
+    refiner = refiner_if(key, sharp)
+    grid = run_heavy(explorer.sample_grid, _models[kind].network, n, seed, columns, source, temperature, refiner)
     return png_bytes(enlarge(grid, 2))  # made once, sent to every visitor: the smaller file
 
 
@@ -146,7 +199,10 @@ def latent_space_report(key: str) -> dict:
 
 
 @st.cache_data(max_entries=16, show_spinner="Making the GIF…")
-def morph_gif(_models: Models, key: str, a: bytes, b: bytes, frames: int) -> bytes:
-    """The morph as an animated GIF; codes passed as float32 bytes so they hash."""
+def morph_gif(_models: Models, key: str, a: bytes, b: bytes, frames: int, sharp: bool = False) -> bytes:
+    """The morph as an animated GIF, sharp or MSE decoding; codes passed as float32 bytes so they hash."""
     za, zb = (torch.from_numpy(np.frombuffer(x, dtype=np.float32).copy()) for x in (a, b))
-    return run_heavy(lambda: explorer.gif_bytes(explorer.morph_frames(_models["vae"].network, za, zb, frames)))
+    refiner = refiner_if(key, sharp)
+    return run_heavy(
+        lambda: explorer.gif_bytes(explorer.morph_frames(_models["vae"].network, za, zb, frames, refiner=refiner))
+    )

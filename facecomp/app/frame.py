@@ -89,6 +89,8 @@ def result_card(res: Result, key: str, picture: bytes | None = None) -> None:
     lines += [f"PSNR **{res.psnr:.2f}** dB", f"SSIM **{res.ssim:.3f}**"]
     if res.identity is not None:
         lines.append(res.identity_text if res.same_person else f":orange[{res.identity_text}]")
+    if "detail_energy" in res.extra:
+        lines.append(f"fine detail **{res.extra['detail_energy']:.2f}**× real faces'")
     lines.append(f":red[**{res.note}**]" if res.over_budget else res.note)
     st.markdown("  \n".join(lines))
     with st.popover("Files", icon=":material/download:"):

@@ -60,6 +60,7 @@ def warm_up() -> None:
         cache.loaded_models(key)  # the other pages need them; Home may not (first_page)
         if first_page.read(default_weights_dir()) is None:
             _home_example(key)
+        cache.loaded_refiner(key)  # the explorer draws with it by default
     except WeightsError:
         pass  # the first page will say what is wrong
     # What exists now (torch, Streamlit, the models) lives as long as the server: frozen, the

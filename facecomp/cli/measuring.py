@@ -99,17 +99,30 @@ def cmd_realism(args: argparse.Namespace) -> int:
     import json
 
     from ..measure.realism_report import realism_report
-    from ..weights import WeightsError, load_models, load_refiner
+    from ..weight_files import sha256_file, sharp_path
+    from ..weights import WeightsError, load_models, load_refiner, measured_weights
 
     try:
         models, _ = load_models(args.weights)
         refiner = load_refiner(args.weights)
+        measured = {kind: measured_weights(kind, args.weights) for kind in models}  # as loaded, before the long run
+        measured["sharp_sha256"] = sha256_file(sharp_path(args.weights)) if refiner is not None else None
     except WeightsError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.labels is not None and refiner is None:
+        print("error: --labels measures the sliders' sharp edits, and there is no sharp decoding", file=sys.stderr)
         return 2
     report = realism_report(
         models, refiner, args.data, args.pictures, tuple(args.seeds), only=tuple(args.only), weights_dir=args.weights
     )
+    report["weights"] = measured
+    if args.labels is not None:
+        from ..latent.attributes import load_labels
+        from ..measure.latent_report import edit_report
+
+        vae, ae = models["vae"].network, models["ae"].network
+        report["sharp_edits"] = edit_report(vae, load_labels(args.labels), checker=ae, refiner=refiner)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     for row in report["rows"]:
@@ -215,6 +228,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pictures", type=int, default=1000, help="pictures per set, against as many real faces")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="classifier seeds (mean and spread)")
     p.add_argument("--only", nargs="*", default=[], help="measure only these sets (names as in the JSON)")
+    p.add_argument("--labels", type=Path, default=None, help="a `prepare-labels` cache: also the sliders' sharp edits")
     p.set_defaults(func=cmd_realism)
 
     p = sub.add_parser("results", help="write docs/results.md and README's results table from weights/*.json")

@@ -15,6 +15,7 @@ from PIL import Image
 from ..codec.fcz import Models, decode_code, decompress
 from ..codec.pictures import preview_decode
 from ..nets.autoencoder import FaceAE
+from ..nets.refiner import Refiner, sharpen
 from ..visual import to_pil, to_tensor, upscale
 from .attributes import slider_placement
 
@@ -132,11 +133,18 @@ def encode(model: FaceAE, crop: Image.Image) -> torch.Tensor:
     return model.code(to_tensor(crop).unsqueeze(0)).squeeze(0).float()
 
 
+def pictures(model: FaceAE, z: torch.Tensor, refiner: Refiner | None = None) -> torch.Tensor:
+    """(N, 3, 128, 128) pictures of (N, latent) codes, as the explorer shows them: the MSE decoding
+    (codec.pictures.preview_decode: at most 3 8-bit levels from the float32 decoder, in half the
+    time), or with a refiner, the sharp decoding of the same codes."""
+    mse = preview_decode(model, z.float())
+    return mse if refiner is None else sharpen(refiner, mse)
+
+
 @torch.inference_mode()
-def decode(model: FaceAE, z: torch.Tensor) -> Image.Image:
-    """One code as a 128x128 PIL image to show (codec.pictures.preview_decode: at most 3 8-bit levels
-    from the float32 decoder, in half the time)."""
-    return to_pil(preview_decode(model, z.float().reshape(1, -1)))
+def decode(model: FaceAE, z: torch.Tensor, refiner: Refiner | None = None) -> Image.Image:
+    """One code as a 128x128 PIL image to show (see pictures)."""
+    return to_pil(pictures(model, z.reshape(1, -1), refiner)[0])
 
 
 def code_from_fcz(data: bytes, models: Models) -> torch.Tensor:
@@ -157,12 +165,17 @@ def random_code(model: FaceAE, seed: int, source: str = "fitted", temperature: f
 
 @torch.inference_mode()
 def morph_frames(
-    model: FaceAE, a: torch.Tensor, b: torch.Tensor, n: int = 16, centre: torch.Tensor | None = None
+    model: FaceAE,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    n: int = 16,
+    centre: torch.Tensor | None = None,
+    refiner: Refiner | None = None,
 ) -> list[Image.Image]:
-    """n faces along the spherical path from a to b, decoded in one batch."""
+    """n faces along the spherical path from a to b, decoded in one batch (see pictures)."""
     ts = [i / (n - 1) for i in range(n)] if n > 1 else [0.0]
     z = torch.stack([slerp(a, b, t, centre) for t in ts])
-    return [to_pil(x) for x in model.decode(z)]
+    return [to_pil(x) for x in pictures(model, z, refiner)]
 
 
 def gif_bytes(frames: Sequence[Image.Image], frame_ms: int = 90, size: int = 256, bounce: bool = True) -> bytes:
@@ -191,11 +204,17 @@ def tile(pictures: torch.Tensor, columns: int, gap: int = 2) -> torch.Tensor:
 
 @torch.inference_mode()
 def sample_grid(
-    model: FaceAE, n: int, seed: int, columns: int, source: str = "fitted", temperature: float = 1.0
+    model: FaceAE,
+    n: int,
+    seed: int,
+    columns: int,
+    source: str = "fitted",
+    temperature: float = 1.0,
+    refiner: Refiner | None = None,
 ) -> Image.Image:
-    """n faces decoded from sampled codes, tiled in a grid (upscale it for display)."""
-    faces = model.sample(n, source, temperature, torch.Generator().manual_seed(int(seed)))
-    return to_pil(tile(faces, columns))
+    """n faces decoded from sampled codes (see pictures), tiled in a grid (upscale it for display)."""
+    codes = model.sample_codes(n, source, temperature, torch.Generator().manual_seed(int(seed)))
+    return to_pil(tile(pictures(model, codes, refiner), columns))
 
 
 def moved_code(code: np.ndarray, dirs: list[Direction], sigmas: list[float]) -> np.ndarray:

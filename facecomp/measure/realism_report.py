@@ -8,6 +8,7 @@ its own original.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
@@ -132,4 +133,14 @@ def realism_report(
         for decoding, pics in decodings.items():
             row = {"set": name, "decoding": decoding} | realism.realism(real, pics, seeds)
             rows.append(row | _faithfulness(pics, originals, source_desc))
-    return {"pictures": pictures, "seeds": list(seeds), "rows": rows}
+    real_share = float(realism.detail_share(real).mean())
+    return {"pictures": pictures, "seeds": list(seeds), "real_detail_share": real_share, "rows": rows}
+
+
+REPORT_FILE = "realism.json"
+
+
+def load_realism_report(weights_dir: Path | None = None) -> dict:
+    """The committed realism report beside the weights, or {} when there is none."""
+    path = Path(weights_dir or default_weights_dir()) / REPORT_FILE
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -3,8 +3,9 @@
     python -m facecomp results           # write them
     python -m facecomp results --check   # name the files that disagree with the JSON; exit 1 if any
 
-The numbers come from weights/evaluation.json (`python -m facecomp evaluate`) and
-weights/latent_space.json (`python -m facecomp latent-space`): measure again, then rerun
+The numbers come from weights/evaluation.json (`python -m facecomp evaluate`),
+weights/latent_space.json (`python -m facecomp latent-space`) and weights/realism.json
+(`python -m facecomp realism`): measure again, then rerun
 this, and no table is ever copied by hand. README keeps one table, between the markers
 BEGIN and END; docs/results.md has all of them. Plain Python (json, pathlib): no torch.
 """
@@ -22,6 +23,7 @@ RESULTS_DOC = Path("docs/results.md")
 README = Path("README.md")
 EVALUATION = Path("weights/evaluation.json")
 LATENT_SPACE = Path("weights/latent_space.json")
+REALISM = Path("weights/realism.json")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 HEADLINE_BUDGETS = (64, 256, 512, 1024, 2048)  # bytes; those the evaluation measured are shown
 
@@ -303,7 +305,7 @@ def _sweep_table(latent_space: dict) -> str:
     )
 
 
-def _edits_table(latent_space: dict) -> str:
+def _edits_table(latent_space: dict, placement: bool = True) -> str:
     edits = sorted(latent_space.get("edits", {}).items(), key=lambda item: -item[1]["balanced_accuracy"])
     rows = [
         [
@@ -323,13 +325,99 @@ def _edits_table(latent_space: dict) -> str:
         f"Balanced accuracy of each direction's classifier on held-out labelled faces; its edits on "
         f"{' / '.join(map(str, faces)) or 'no'} held-out faces: moved 2σ towards the other side, decoded, encoded "
         "again and classified (by the VAE's classifier, and by the AE's own for the same attribute), and moved ±1σ "
-        "and compared with dlib. Edit targets: at least 70% flips and 80% identity kept. The explorer shows a "
-        'direction by default when its accuracy is at least 85% and its edits meet the targets, under "More '
-        'directions" when only the accuracy does, and not below 85% (`attributes.slider_placement`).\n'
+        "and compared with dlib. Edit targets: at least 70% flips and 80% identity kept."
+        + (PLACEMENT_WORDS if placement else "")
+        + "\n"
     )
 
 
-def render_results(evaluation: dict, latent_space: dict) -> str:
+PLACEMENT_WORDS = (
+    " The explorer shows a direction by default when its accuracy is at least 85% and its edits meet the targets, "
+    'under "More directions" when only the accuracy does, and not below 85% (`attributes.slider_placement`).'
+)
+
+
+def realism_rows(report: dict, only: tuple[str, ...] = ()) -> list[dict]:
+    """Per set of pictures (those whose name ends with one of `only`; all when empty), the MSE and
+    the sharp decoding side by side (weights/realism.json): how often a fresh classifier tells them
+    from real faces (mean over seeds ± half their spread), their fine detail over real faces', and
+    for pictures of a known face, PSNR and identity kept."""
+    by_set: dict[str, dict[str, dict]] = {}
+    for row in report.get("rows", []):
+        if row["decoding"] != "none" and row["set"].endswith(only or ("",)):  # "none": realism_floor's row
+            by_set.setdefault(row["set"], {})[row["decoding"]] = row
+    columns = (  # text throughout: a table column holds one type, and "–" marks what was not measured
+        ("told apart", _told),
+        ("fine detail", lambda r: f"{r['detail_energy']:.2f}"),
+        ("PSNR dB", lambda r: f"{r['psnr']:.2f}" if "psnr" in r else "–"),
+        ("identity kept", lambda r: f"{r['identity_kept']:.0%}" if "identity_kept" in r else "–"),
+    )
+    rows = []
+    for name, decodings in by_set.items():
+        line: dict = {"pictures": name}
+        for title, value in columns:
+            for decoding, label in (("mse", "MSE"), ("sharp", "sharp")):
+                if decoding in decodings:
+                    line[f"{title} ({label})"] = value(decodings[decoding])
+        rows.append(line)
+    return rows
+
+
+def told_apart(report: dict, set_name: str, decoding: str) -> str | None:
+    """How often the classifier told that set's pictures from real faces, as realism_rows writes it."""
+    row = next((r for r in report.get("rows", []) if (r["set"], r["decoding"]) == (set_name, decoding)), None)
+    return None if row is None else _told(row)
+
+
+REALISM_WORDS = (
+    "Told apart: a small CNN, trained from scratch on 60% of each set, tells the other 40% from real faces this "
+    "often (50%: it cannot tell). Fine detail: the share of grey-level power above a quarter of Nyquist, over real "
+    "faces' (1: as much as real faces)."
+)
+
+
+def _told(row: dict) -> str:
+    told = f"{row['classifier_accuracy']:.0%}"
+    spread = row.get("classifier_accuracy_spread")
+    return f"{told} ± {50 * spread:.0f}" if spread else told
+
+
+def realism_floor(report: dict) -> str:
+    """What the test gives for real faces against other real faces, as a sentence ('' without a report)."""
+    real = next((r for r in report.get("rows", []) if r["decoding"] == "none"), None)
+    if real is None:
+        return ""
+    return (
+        f"{report['pictures']:,} pictures per set against as many real validation faces, classifier seeds "
+        f"{', '.join(map(str, report['seeds']))}; real faces against other real faces: told apart {_told(real)}, "
+        f"fine detail {real['detail_energy']:.2f}."
+    )
+
+
+def _realism_table(realism: dict) -> str:
+    rows = realism_rows(realism)
+    if not rows:
+        return "Not measured yet: `python -m facecomp realism data/cache --json weights/realism.json`.\n"
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[row.get(key, "–") for key in header] for row in rows]
+    return (
+        _table(header, cells) + "\n"
+        f"{realism_floor(realism)} {REALISM_WORDS} PSNR and identity kept where the pictures stand for known "
+        "faces.\n"
+    )
+
+
+def _sharp_edits_table(realism: dict) -> str:
+    if not realism.get("sharp_edits"):
+        return (
+            "Not measured: it needs a sharp decoding in `weights/` and `python -m facecomp realism ... --labels "
+            "data/labels`.\n"
+        )
+    edits = _edits_table({"edits": realism["sharp_edits"]}, placement=False)
+    return "The same measurement as above, every picture the sharp decoding of its code.\n\n" + edits
+
+
+def render_results(evaluation: dict, latent_space: dict, realism: dict | None = None) -> str:
     """The whole text of docs/results.md."""
     sections = [
         ("FaceComp against the best classic codec", render_headline(evaluation)),
@@ -341,12 +429,14 @@ def render_results(evaluation: dict, latent_space: dict) -> str:
         ("Random faces: the prior and the fitted sampler", _sampler_table(latent_space)),
         ("The VAE's KL-weight sweep", _sweep_table(latent_space)),
         ("Named sliders", _edits_table(latent_space)),
+        ("Realism: the MSE and the sharp decoding", _realism_table(realism or {})),
+        ("Named sliders on the sharp decoding", _sharp_edits_table(realism or {})),
     ]
     head = (
         "# Measured results\n\n"
-        f"Generated by `python -m facecomp results` from `{EVALUATION.as_posix()}` and "
-        f"`{LATENT_SPACE.as_posix()}`. Do not edit: measure again (see [models.md](models.md) and "
-        "[operations.md](operations.md)), then rerun the command.\n\n" + _setup(evaluation)
+        f"Generated by `python -m facecomp results` from `{EVALUATION.as_posix()}`, "
+        f"`{LATENT_SPACE.as_posix()}` and `{REALISM.as_posix()}`. Do not edit: measure again (see "
+        "[models.md](models.md) and [operations.md](operations.md)), then rerun the command.\n\n" + _setup(evaluation)
     )
     return head + "".join(f"\n## {title}\n\n{body}" for title, body in sections)
 
@@ -368,9 +458,10 @@ def expected_docs(root: Path) -> dict[Path, str]:
     """Each generated file under `root` with the text it should have."""
     root = Path(root)
     evaluation, latent_space = _read_json(root / EVALUATION), _read_json(root / LATENT_SPACE)
+    realism = _read_json(root / REALISM) if (root / REALISM).exists() else {}
     readme = (root / README).read_text(encoding="utf-8")
     return {
-        root / RESULTS_DOC: render_results(evaluation, latent_space),
+        root / RESULTS_DOC: render_results(evaluation, latent_space, realism),
         root / README: _readme_with(readme, render_headline(evaluation)),
     }
 

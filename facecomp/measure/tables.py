@@ -268,18 +268,19 @@ def sweep_rows(report: dict) -> list[dict]:
     return rows
 
 
-def edit_rows(report: dict) -> list[dict]:
+def edit_rows(report: dict, placement: bool = True) -> list[dict]:
     """Per named slider: held-out accuracy, how often a 2σ edit flips it (read back by the VAE,
-    and by the AE as a check), how often 1σ keeps the person, and where the explorer puts it."""
-    return [
-        {
+    and by the AE as a check), how often 1σ keeps the person, and (with `placement`) where the
+    explorer puts it."""
+    rows = []
+    for name, row in sorted(report.get("edits", {}).items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
+        line = {
             "direction": name,
             "balanced accuracy": f"{row['balanced_accuracy']:.1%}",
             "flips at 2σ": f"{row['flip_rate']:.0%}",
             "flips, read by the AE": f"{row['flip_rate_other_model']:.0%}" if "flip_rate_other_model" in row else "",
             "person kept at ±1σ": f"{row['identity_kept']:.0%}",
             "70% flips and 80% kept": "yes" if row["meets_edit_targets"] else "no",
-            "slider": slider_placement(row["balanced_accuracy"], row),
         }
-        for name, row in sorted(report.get("edits", {}).items(), key=lambda kv: -kv[1]["balanced_accuracy"])
-    ]
+        rows.append(line | ({"slider": slider_placement(row["balanced_accuracy"], row)} if placement else {}))
+    return rows

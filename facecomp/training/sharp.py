@@ -16,7 +16,11 @@ morph midpoints and sampled codes, from both models. They are decoded once into 
                  plus, for the pictures that stand for a known face (reconstructions and files),
                  `match_weight` x feature matching (pix2pixHD): L1 between the discriminator's
                  hidden activations of the refined picture and of that face, so that the detail
-                 added is the detail such a face has, not any texture that passes the critic
+                 added is the detail such a face has, not any texture that passes the critic;
+                 plus `code_weight` x the squared distance, in training codes' spreads, between the
+                 AE encoder's code of the refined picture and that of the face it stands for (its
+                 crop where known, else the MSE picture): the encoder reads who, how old, smiling
+                 or not, so detail may change none of it
 An exponential moving average of the refiner's weights is what gets exported.
 """
 
@@ -37,6 +41,7 @@ from ..codec.pictures import preview_decode
 from ..latent.explorer import slerp
 from ..latent.statistics import all_codes
 from ..measure.realism import detail_energy
+from ..nets.autoencoder import FaceAE
 from ..nets.refiner import PatchDiscriminator, Refiner, RefinerConfig, low_pass
 from ..visual import to_pil
 from ..weights import load_models, save_refiner
@@ -63,6 +68,7 @@ class SharpTrainConfig:
     adv_warmup_steps: int = 1000  # steps over which it rises linearly from zero
     keep_weight: float = 20.0  # L1 of the 4x4-averaged picture against the MSE picture
     match_weight: float = 10.0  # feature matching against the face a reconstruction or file stands for
+    code_weight: float = 2.0  # the AE encoder's code of the refined picture against its face's
     r1_gamma: float = 1.0  # weight of the R1 penalty (gradient norm of the critic on real crops)
     r1_every: int = 4  # steps between R1 penalties (each counted r1_every times)
     ema: float = 0.999  # decay of the exported moving average of the refiner's weights
@@ -127,11 +133,12 @@ def build_pool(models: dict[str, LoadedModel], crops: torch.Tensor, seed: int) -
     return pool, paired
 
 
-def load_or_build_pool(cfg: SharpTrainConfig, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def load_or_build_pool(
+    cfg: SharpTrainConfig, crops: torch.Tensor, models: dict[str, LoadedModel]
+) -> tuple[torch.Tensor, torch.Tensor]:
     path, paired_path = Path(cfg.out) / "pool.npy", Path(cfg.out) / "pool_paired.npy"
     if path.exists() and paired_path.exists():
         return torch.from_numpy(np.load(path)), torch.from_numpy(np.load(paired_path))
-    models, _ = load_models()
     pool, paired = build_pool(models, crops, cfg.seed)
     np.save(path, pool.numpy())
     np.save(paired_path, paired.numpy())
@@ -143,13 +150,15 @@ def load_or_build_pool(cfg: SharpTrainConfig, crops: torch.Tensor) -> tuple[torc
 
 @dataclass
 class Networks:
-    """What train-sharp trains: the refiner, its discriminator, the refiner's moving average, two optimisers."""
+    """What train-sharp trains (the refiner, its discriminator, the refiner's moving average, two
+    optimisers) and the frozen encoder that reads what a face shows."""
 
     refiner: Refiner
     disc: PatchDiscriminator
     ema: Refiner  # the exported weights
     opt_g: torch.optim.Optimizer  # the refiner's
     opt_d: torch.optim.Optimizer  # the discriminator's
+    reader: FaceAE  # the shipped AE, frozen: its encoder's codes (code_weight)
 
     def checkpointed(self) -> tuple[dict, dict]:
         """The networks and the optimisers by the names their checkpoint keys carry."""
@@ -157,12 +166,12 @@ class Networks:
         return networks, {"refiner": self.opt_g, "disc": self.opt_d}
 
 
-def build_networks(cfg: SharpTrainConfig) -> Networks:
+def build_networks(cfg: SharpTrainConfig, reader: FaceAE) -> Networks:
     refiner, disc = Refiner(RefinerConfig()), PatchDiscriminator()
     ema = copy.deepcopy(refiner).requires_grad_(False)
     opt_g = torch.optim.Adam(refiner.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    return Networks(refiner, disc, ema, opt_g, opt_d)
+    return Networks(refiner, disc, ema, opt_g, opt_d, reader.eval().requires_grad_(False))
 
 
 def train_sharp(cfg: SharpTrainConfig) -> Path:
@@ -171,8 +180,9 @@ def train_sharp(cfg: SharpTrainConfig) -> Path:
     out = Path(cfg.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     crops = load_crops(cfg.data)
-    pool, paired = load_or_build_pool(cfg, crops)
-    nets = build_networks(cfg)
+    models, _ = load_models()
+    pool, paired = load_or_build_pool(cfg, crops, models)
+    nets = build_networks(cfg, models["ae"].network)
     last = out / "last.ckpt.safetensors"
     meta = load_checkpoint(last, *nets.checkpointed()) if last.exists() else {"step": 0, "minutes": 0.0, "log": []}
     for net in (nets.refiner, nets.disc, nets.ema):
@@ -181,7 +191,7 @@ def train_sharp(cfg: SharpTrainConfig) -> Path:
     generator = torch.Generator().manual_seed(cfg.seed + step)
     fixed = to_float(pool[torch.arange(0, len(pool), len(pool) // 8)[:8]], CPU)
     real_check = to_float(crops[torch.randperm(len(crops), generator=generator)[:256]], CPU)
-    started, last_save, running = time.time(), time.time(), {"d": 0.0, "adv": 0.0, "keep": 0.0, "match": 0.0}
+    started, last_save, running = time.time(), time.time(), dict.fromkeys(("d", "adv", "keep", "match", "code"), 0.0)
 
     def minutes() -> float:  # this run's and every earlier session's
         return minutes_before + (time.time() - started) / 60
@@ -246,15 +256,25 @@ def train_step(cfg: SharpTrainConfig, nets: Networks, batch: Batch, step: int) -
         adv = F.softplus(-fake_features[-1]).float().mean()
         match = feature_match(nets.disc, fake_features[:-1], batch) if cfg.match_weight else torch.zeros(())
     keep = (low_pass(fake.float()) - low_pass(x_in)).abs().mean()
+    code = code_distance(nets.reader, fake.float(), batch) if cfg.code_weight else torch.zeros(())
     ramp = min(1.0, step / max(1, cfg.adv_warmup_steps))
-    g_loss = ramp * (cfg.adv_weight * adv + cfg.match_weight * match) + cfg.keep_weight * keep
+    g_loss = ramp * (cfg.adv_weight * adv + cfg.match_weight * match) + cfg.keep_weight * keep + cfg.code_weight * code
     nets.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     nets.opt_g.step()
     with torch.no_grad():
         for p_ema, p in zip(nets.ema.parameters(), nets.refiner.parameters(), strict=True):
             p_ema.lerp_(p, 1 - cfg.ema)
-    return {"d": d_loss, "adv": adv, "keep": keep, "match": match}
+    return {"d": d_loss, "adv": adv, "keep": keep, "match": match, "code": code}
+
+
+def code_distance(reader: FaceAE, fake: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean squared difference, in units of training codes' spread, between the reader's codes of the
+    refined pictures and of the faces they stand for: the source crop where paired, else the MSE picture."""
+    with torch.no_grad():
+        target = reader.code(torch.where(batch.paired.reshape(-1, 1, 1, 1), batch.source, batch.x_in))
+    spread = reader.latent_std.float()
+    return ((reader.code(fake) - target) / spread).pow(2).mean()
 
 
 def feature_match(disc: PatchDiscriminator, fake_features: list[torch.Tensor], batch: Batch) -> torch.Tensor:
@@ -276,7 +296,7 @@ def r1_penalty(cfg: SharpTrainConfig, disc: PatchDiscriminator, real: torch.Tens
     real = real.detach().requires_grad_(True)
     # Each picture's mean patch logit: a sum over its patches would scale the penalty with their
     # number and flatten the critic.
-    (grad,) = torch.autograd.grad(disc(real).mean(dim=(1, 2, 3)).sum(), real, create_graph=True)
+    (grad,) = torch.autograd.grad(disc(real).mean(dim=1).sum(), real, create_graph=True)
     return cfg.r1_gamma / 2 * grad.pow(2).flatten(1).sum(1).mean() * cfg.r1_every
 
 
